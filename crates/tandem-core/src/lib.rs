@@ -61,3 +61,9 @@ pub struct Transmit {
     pub dest: Peer,
     pub payload: Bytes,
 }
+
+pub mod config;
+mod core_stub;
+
+pub use config::{CoreConfig, MediaServerConfig, ProbeConfig};
+pub use core_stub::{CallEvent, Core, Metrics, ServerHealth};
