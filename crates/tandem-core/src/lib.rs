@@ -62,8 +62,11 @@ pub struct Transmit {
     pub payload: Bytes,
 }
 
+mod b2bua;
+pub mod call;
 pub mod config;
-mod core_stub;
+pub mod ids;
+pub mod pool;
 
+pub use b2bua::{CallEvent, Core, Metrics, ServerHealth};
 pub use config::{CoreConfig, MediaServerConfig, ProbeConfig};
-pub use core_stub::{CallEvent, Core, Metrics, ServerHealth};

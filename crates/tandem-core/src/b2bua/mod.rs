@@ -1,0 +1,442 @@
+//! The B2BUA: one Tandem node's calls, driven sans-IO.
+//!
+//! * `setup`: a caller's INVITE → a server leg toward a media server chosen from the pool, its
+//!   responses relayed back, failover to the next server on 503 or silence, CANCEL.
+//! * `dialog`: requests inside a call (re-INVITE, UPDATE, INFO, PRACK, BYE, unknown methods) and their
+//!   responses relayed between the legs; ACKs mapped.
+//! * `probe`: SIP OPTIONS health probes of the media servers.
+//! * `rewrite`: how a message is rewritten when it crosses from one leg to the other.
+
+mod dialog;
+mod probe;
+pub mod rewrite;
+mod setup;
+
+use crate::call::{Call, CallKey, Side};
+use crate::ids::IdGenerator;
+use crate::pool::{Pool, ServerIndex};
+use crate::transaction::{Incoming, TransactionLayer, TxEvent, TxId};
+use crate::{ConnId, CoreConfig, Peer, Transmit};
+use bytes::Bytes;
+use rewrite::SelfAddress;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::time::Instant;
+use tandem_sip::{HeaderName, Message, Method, ResponseBuilder};
+
+/// A change of call state, in order; what the replication stream and the metrics consume.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallEvent {
+    /// A caller's INVITE created a call.
+    CallCreated { call_id: String },
+    /// A media server was chosen (or replaced) for the call.
+    ServerChosen { call_id: String, server: String },
+    /// The call was answered (2xx relayed to the caller).
+    CallAnswered { call_id: String },
+    /// The call ended; `reason` is a short token (bye-caller, bye-server, cancel, rejected-486, ...).
+    CallEnded { call_id: String, reason: String },
+    /// A media server changed health.
+    ServerHealthChanged { server: String, up: bool },
+}
+
+/// Counters the shell exports as Prometheus metrics.
+#[derive(Debug, Clone, Default)]
+pub struct Metrics {
+    pub calls_total: u64,
+    pub calls_answered_total: u64,
+    pub calls_failed_total: u64,
+    /// Responses sent and received by class: index 1..=6 for 1xx..6xx (index 0 unused).
+    pub responses_sent: [u64; 7],
+    pub responses_received: [u64; 7],
+    pub requests_received: u64,
+    pub parse_errors: u64,
+    /// Messages dropped for another reason (stray responses, loops, over capacity).
+    pub dropped: u64,
+}
+
+/// Health of one media server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerHealth {
+    pub name: String,
+    pub addr: std::net::SocketAddr,
+    pub up: bool,
+    pub active_calls: usize,
+}
+
+/// What a client transaction Tandem started is for.
+#[derive(Debug, Clone)]
+enum TxRole {
+    /// The caller's INVITE (a server transaction) of a call being set up.
+    CallerInvite { call: CallKey },
+    /// The INVITE toward the current media server of a call being set up.
+    ServerInvite { call: CallKey },
+    /// An INVITE Tandem gave up on (failover, cancel); a late 2xx is acknowledged and ended with BYE.
+    Abandoned { peer: Peer },
+    /// A request relayed from leg `from_side`, whose response goes back on server transaction `origin`.
+    Relayed { call: CallKey, from_side: Side, origin: TxId },
+    /// A relayed request whose final response was already passed back; a 2xx retransmission on it
+    /// gets the ACK Tandem sent on leg `side` again.
+    Answered { call: CallKey, side: Side },
+    /// A request Tandem sent on its own (BYE); its response needs nothing.
+    Own,
+    /// An OPTIONS health probe.
+    Probe { server: ServerIndex },
+}
+
+/// The whole sans-IO Tandem node.
+#[derive(Debug)]
+pub struct Core {
+    config: CoreConfig,
+    me: SelfAddress,
+    layer: TransactionLayer,
+    ids: IdGenerator,
+    pool: Pool,
+    calls: HashMap<CallKey, Call>,
+    next_call_key: CallKey,
+    /// Tandem's local tag of each leg → the call and side it belongs to.
+    dialogs: HashMap<String, (CallKey, Side)>,
+    roles: HashMap<TxId, TxRole>,
+    /// Failover deadlines: (when, call, generation).
+    failover_timers: BinaryHeap<Reverse<(Instant, CallKey, u64)>>,
+    events: VecDeque<CallEvent>,
+    metrics: Metrics,
+    draining: bool,
+}
+
+impl Core {
+    pub fn new(config: CoreConfig, now: Instant) -> Core {
+        Core {
+            me: SelfAddress::new(config.advertised),
+            layer: TransactionLayer::new(config.timers),
+            ids: IdGenerator::default(),
+            pool: Pool::new(&config.media_servers, config.probe, now),
+            calls: HashMap::new(),
+            next_call_key: 1,
+            dialogs: HashMap::new(),
+            roles: HashMap::new(),
+            failover_timers: BinaryHeap::new(),
+            events: VecDeque::new(),
+            metrics: Metrics::default(),
+            draining: false,
+            config,
+        }
+    }
+
+    /// One message from the network: a UDP datagram, or one frame cut from a TCP stream by
+    /// `tandem_sip::frame_stream`. Parse errors are answered 400 (requests) or dropped (responses) and
+    /// counted; nothing here panics on bad input.
+    pub fn handle_message(&mut self, now: Instant, payload: Bytes, from: Peer) {
+        if tandem_sip::is_keepalive(&payload) {
+            return;
+        }
+        let msg = match Message::parse(payload.clone()) {
+            Ok(msg) => msg,
+            Err(error) => {
+                self.metrics.parse_errors += 1;
+                tracing::debug!(peer = %from.addr, %error, "unparsable message");
+                if let Some(answer) = bad_request_answer(&payload, &error.to_string()) {
+                    self.count_response_sent(400);
+                    self.layer.send_stateless(from, answer);
+                }
+                return;
+            }
+        };
+        match msg.status() {
+            Some(code) => self.metrics.responses_received[class(code)] += 1,
+            None => self.metrics.requests_received += 1,
+        }
+        match self.layer.handle_incoming(now, msg, from) {
+            Incoming::Request { tx, msg, from } => self.on_request(now, tx, msg, from),
+            Incoming::Cancel { tx, invite, msg, from } => self.on_cancel(now, tx, invite, &msg, from),
+            Incoming::Ack { msg, .. } => self.on_ack(now, &msg),
+            Incoming::Response { tx, msg } => self.on_response(now, tx, msg),
+            Incoming::StrayResponse { msg, from } => {
+                tracing::debug!(call_id = %msg.call_id(), peer = %from.addr, "stray response dropped");
+                self.metrics.dropped += 1;
+            }
+            Incoming::Absorbed => {}
+        }
+        self.drain_layer_events(now);
+    }
+
+    /// A send to `dest` failed (ICMP unreachable, refused or broken TCP connection).
+    pub fn handle_transport_error(&mut self, now: Instant, dest: Peer) {
+        self.layer.handle_transport_error(now, dest);
+        self.drain_layer_events(now);
+    }
+
+    /// A TCP connection closed; later sends to that peer go through a new connection.
+    pub fn handle_connection_closed(&mut self, _now: Instant, conn: ConnId) {
+        for call in self.calls.values_mut() {
+            for side in [Side::Caller, Side::Server] {
+                let leg = call.leg_mut(side);
+                if leg.peer.conn == Some(conn) {
+                    leg.peer.conn = None;
+                }
+            }
+        }
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.layer.handle_timeout(now);
+        self.drain_layer_events(now);
+        while let Some(Reverse((when, call, generation))) = self.failover_timers.peek().copied() {
+            if when > now {
+                break;
+            }
+            self.failover_timers.pop();
+            self.on_failover_timer(now, call, generation);
+        }
+        self.run_probes(now);
+        self.drain_layer_events(now);
+    }
+
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let failover = self.failover_timers.peek().map(|Reverse((when, _, _))| *when);
+        [self.layer.poll_timeout(), failover, self.next_probe_deadline()].into_iter().flatten().min()
+    }
+
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.layer.poll_transmit()
+    }
+
+    pub fn poll_event(&mut self) -> Option<CallEvent> {
+        self.events.pop_front()
+    }
+
+    /// Graceful shutdown: from now on new calls get 503; established calls go on.
+    pub fn begin_drain(&mut self, _now: Instant) {
+        self.draining = true;
+    }
+
+    pub fn active_calls(&self) -> usize {
+        self.calls.len()
+    }
+
+    /// Live transactions.
+    pub fn transactions(&self) -> usize {
+        self.layer.len()
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    pub fn server_health(&self) -> Vec<ServerHealth> {
+        self.pool
+            .servers()
+            .iter()
+            .map(|s| ServerHealth {
+                name: s.config.name.clone(),
+                addr: s.config.addr,
+                up: s.up,
+                active_calls: s.active_calls,
+            })
+            .collect()
+    }
+
+    fn drain_layer_events(&mut self, now: Instant) {
+        while let Some(event) = self.layer.poll_event() {
+            match event {
+                TxEvent::Timeout { tx } => self.on_client_timeout(now, tx),
+                TxEvent::NoAck { tx } => self.on_no_ack(now, tx),
+                TxEvent::Terminated { tx } => {
+                    self.roles.remove(&tx);
+                }
+            }
+        }
+    }
+
+    /// A request that created a server transaction.
+    fn on_request(&mut self, now: Instant, tx: TxId, msg: Message, from: Peer) {
+        if msg.max_forwards() == Some(0) && msg.method() != Some(&Method::Options) {
+            self.respond_simple(now, tx, &msg, 483, "Too Many Hops");
+            return;
+        }
+        let to_tag = msg.to_hdr().tag().map(str::to_owned);
+        match (to_tag, msg.method()) {
+            (Some(tag), _) => self.on_in_dialog_request(now, tx, msg, from, &tag),
+            (None, Some(Method::Invite)) => self.on_new_invite(now, tx, msg, from),
+            (None, Some(Method::Options)) => {
+                let mut b = ResponseBuilder::new(&msg, 200, "OK");
+                b.to_tag(&self.ids.tag())
+                    .header(HeaderName::Allow, ALLOW)
+                    .header(HeaderName::Other("Accept"), "application/sdp")
+                    .header(HeaderName::Supported, "100rel, replaces, timer");
+                let answer = b.build();
+                self.respond(now, tx, answer);
+            }
+            (None, Some(Method::Bye | Method::Prack | Method::Update | Method::Info | Method::Notify)) => {
+                self.respond_simple(now, tx, &msg, 481, "Call/Transaction Does Not Exist");
+            }
+            (None, _) => {
+                let mut b = ResponseBuilder::new(&msg, 501, "Not Implemented");
+                b.to_tag(&self.ids.tag()).header(HeaderName::Allow, ALLOW);
+                let answer = b.build();
+                self.respond(now, tx, answer);
+            }
+        }
+    }
+
+    fn on_response(&mut self, now: Instant, tx: TxId, msg: Message) {
+        let Some(role) = self.roles.get(&tx).cloned() else {
+            self.metrics.dropped += 1;
+            return;
+        };
+        match role {
+            TxRole::ServerInvite { call } => self.on_server_invite_response(now, tx, call, msg),
+            TxRole::Abandoned { peer } => self.on_abandoned_response(now, tx, &msg, peer),
+            TxRole::Relayed { call, from_side, origin } => {
+                self.on_relayed_response(now, tx, call, from_side, origin, msg)
+            }
+            TxRole::Probe { server } => self.on_probe_response(tx, server, &msg),
+            TxRole::Answered { call, side } => {
+                if msg.status().is_some_and(|c| (200..300).contains(&c)) {
+                    self.resend_ack(call, side, msg.cseq().seq);
+                }
+            }
+            TxRole::CallerInvite { .. } | TxRole::Own => {}
+        }
+    }
+
+    fn on_client_timeout(&mut self, now: Instant, tx: TxId) {
+        let Some(role) = self.roles.get(&tx).cloned() else { return };
+        match role {
+            TxRole::ServerInvite { call } => self.on_server_invite_failed(now, call, "timeout"),
+            TxRole::Relayed { call, from_side, origin } => {
+                self.on_relayed_timeout(now, call, from_side, origin)
+            }
+            TxRole::Probe { server } => self.on_probe_failed(tx, server),
+            TxRole::Abandoned { .. } | TxRole::Answered { .. } | TxRole::Own | TxRole::CallerInvite { .. } => {}
+        }
+    }
+
+    /// A final response Tandem sent on server transaction `tx` was never acknowledged.
+    fn on_no_ack(&mut self, now: Instant, tx: TxId) {
+        let Some(call) = self.calls.values().find(|c| c.caller_invite_tx == Some(tx)).map(|c| c.key) else {
+            return;
+        };
+        tracing::info!(call = call, "caller never acknowledged the answer; ending the call");
+        self.hang_up_both(now, call, "no-ack");
+    }
+
+    /// Sends `answer` on server transaction `tx` (parsing it back for the transaction layer).
+    fn respond(&mut self, now: Instant, tx: TxId, answer: Bytes) {
+        match Message::parse(answer) {
+            Ok(msg) => {
+                if let Some(code) = msg.status() {
+                    self.count_response_sent(code);
+                }
+                self.layer.respond(now, tx, msg);
+            }
+            Err(error) => tracing::error!(%error, "Tandem built an unparsable response"),
+        }
+    }
+
+    fn respond_simple(&mut self, now: Instant, tx: TxId, req: &Message, code: u16, reason: &str) {
+        let mut b = ResponseBuilder::new(req, code, reason);
+        if req.to_hdr().tag().is_none() && code > 100 {
+            b.to_tag(&self.ids.tag());
+        }
+        let answer = b.build();
+        self.respond(now, tx, answer);
+    }
+
+    /// Starts a client transaction with a request Tandem built.
+    fn send_request(&mut self, now: Instant, request: Bytes, dest: Peer, role: TxRole) -> Option<TxId> {
+        match Message::parse(request) {
+            Ok(msg) => {
+                let tx = self.layer.start_client(now, msg, dest);
+                self.roles.insert(tx, role);
+                Some(tx)
+            }
+            Err(error) => {
+                tracing::error!(%error, "Tandem built an unparsable request");
+                None
+            }
+        }
+    }
+
+    fn count_response_sent(&mut self, code: u16) {
+        self.metrics.responses_sent[class(code)] += 1;
+    }
+
+    fn emit(&mut self, event: CallEvent) {
+        self.events.push_back(event);
+    }
+
+    /// Removes a call and everything that points at it.
+    fn end_call(&mut self, call: CallKey, reason: &str) {
+        let Some(c) = self.calls.remove(&call) else { return };
+        self.dialogs.remove(&c.caller.local_tag);
+        self.dialogs.remove(&c.server.local_tag);
+        self.pool.call_ended(c.server_index);
+        tracing::info!(call_id = %c.caller.call_id, reason, "call ended");
+        self.emit(CallEvent::CallEnded { call_id: c.caller.call_id, reason: reason.to_owned() });
+    }
+
+    /// Ends a call from Tandem's side: BYE on every leg that has a confirmed dialog.
+    fn hang_up_both(&mut self, now: Instant, call: CallKey, reason: &str) {
+        for side in [Side::Caller, Side::Server] {
+            self.send_own_bye(now, call, side);
+        }
+        self.end_call(call, reason);
+    }
+
+    fn send_own_bye(&mut self, now: Instant, call: CallKey, side: Side) {
+        let Some(c) = self.calls.get_mut(&call) else { return };
+        let leg = c.leg_mut(side);
+        if leg.remote_tag.is_none() {
+            return;
+        }
+        leg.local_cseq += 1;
+        let (cseq, peer) = (leg.local_cseq, leg.peer);
+        let branch = self.ids.branch();
+        let Some(c) = self.calls.get(&call) else { return };
+        let bye = rewrite::leg_request(&self.me, c.leg(side), &Method::Bye, cseq, &branch, None);
+        self.send_request(now, bye, peer, TxRole::Own);
+    }
+}
+
+/// Methods Tandem relays.
+const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, PRACK, UPDATE, INFO, NOTIFY, REFER, MESSAGE";
+
+fn class(code: u16) -> usize {
+    usize::from((code / 100).clamp(1, 6))
+}
+
+/// A 400 for a request the codec rejected, built from its raw header lines (RFC 3261 §8.2.6 needs
+/// Via, From, To, Call-ID and CSeq copied; without them no answer can reach the sender).
+fn bad_request_answer(raw: &[u8], why: &str) -> Option<Bytes> {
+    let text = std::str::from_utf8(raw).ok()?;
+    let mut lines = text.split("\r\n");
+    let first = lines.next()?;
+    if first.starts_with("SIP/") || !first.ends_with("SIP/2.0") {
+        return None; // a response, or not SIP at all: dropped
+    }
+    let mut out = String::with_capacity(256);
+    out.push_str("SIP/2.0 400 Bad Request\r\n");
+    let mut found = [false; 5];
+    for line in lines.take_while(|l| !l.is_empty()) {
+        let Some((name, _)) = line.split_once(':') else { continue };
+        let idx = match HeaderName::parse(name.trim()) {
+            HeaderName::Via => 0,
+            HeaderName::From => 1,
+            HeaderName::To => 2,
+            HeaderName::CallId => 3,
+            HeaderName::CSeq => 4,
+            _ => continue,
+        };
+        found[idx] = true;
+        out.push_str(line);
+        out.push_str("\r\n");
+    }
+    if found.iter().any(|f| !f) {
+        return None;
+    }
+    let reason = why.replace(['\r', '\n'], " ");
+    out.push_str("Warning: 399 tandem \"");
+    out.push_str(&reason.replace('"', "'"));
+    out.push_str("\"\r\nContent-Length: 0\r\n\r\n");
+    Some(Bytes::from(out))
+}
