@@ -1,0 +1,399 @@
+//! B2BUA scenarios driven through the sans-IO `Core` with virtual time: a caller, Tandem and two
+//! media servers exchange real SIP text; the test plays the caller and the servers.
+#![allow(clippy::unwrap_used)]
+
+use bytes::Bytes;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+use tandem_core::transaction::Timers;
+use tandem_core::{CallEvent, Core, CoreConfig, MediaServerConfig, Peer, ProbeConfig, Transport};
+use tandem_sip::{HeaderName, Message, Method, ResponseBuilder};
+
+const CALLER: &str = "127.0.0.1:5061";
+const TANDEM: &str = "127.0.0.1:5060";
+const MS1: &str = "127.0.0.1:5070";
+const MS2: &str = "127.0.0.1:5071";
+
+fn addr(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
+
+struct Net {
+    core: Core,
+    now: Instant,
+}
+
+impl Net {
+    fn new() -> Net {
+        Net::with_probe_interval(Duration::from_secs(3600))
+    }
+
+    fn with_probe_interval(interval: Duration) -> Net {
+        let now = Instant::now();
+        let server = |name: &str, a: &str| MediaServerConfig {
+            name: name.into(),
+            addr: addr(a),
+            transport: Transport::Udp,
+            weight: 1,
+        };
+        let config = CoreConfig {
+            advertised: addr(TANDEM),
+            tcp: true,
+            timers: Timers::default(),
+            media_servers: vec![server("ms1", MS1), server("ms2", MS2)],
+            probe: ProbeConfig {
+                interval,
+                timeout: Duration::from_millis(500),
+                failures_to_down: 2,
+                successes_to_up: 2,
+            },
+            server_invite_timeout: Duration::from_secs(2),
+            max_calls: 100,
+        };
+        let mut core = Core::new(config, now);
+        core.handle_timeout(now); // the first probes go out at start
+        let mut net = Net { core, now };
+        net.drain();
+        net
+    }
+
+    fn from_caller(&mut self, text: &str) {
+        self.core.handle_message(self.now, Bytes::from(text.to_owned()), Peer::udp(addr(CALLER)));
+    }
+
+    fn from_server(&mut self, server: &str, msg: Bytes) {
+        self.core.handle_message(self.now, msg, Peer::udp(addr(server)));
+    }
+
+    /// Everything Tandem sent, parsed, with its destination.
+    fn drain(&mut self) -> Vec<(SocketAddr, Message)> {
+        let mut out = Vec::new();
+        while let Some(t) = self.core.poll_transmit() {
+            out.push((t.dest.addr, Message::parse(t.payload).unwrap()));
+        }
+        out
+    }
+
+    fn advance(&mut self, by: Duration) {
+        let end = self.now + by;
+        while let Some(t) = self.core.poll_timeout() {
+            if t > end {
+                break;
+            }
+            self.now = self.now.max(t);
+            self.core.handle_timeout(self.now);
+        }
+        self.now = end;
+        self.core.handle_timeout(self.now);
+    }
+
+    fn events(&mut self) -> Vec<CallEvent> {
+        std::iter::from_fn(|| self.core.poll_event()).collect()
+    }
+}
+
+fn invite(call_id: &str, branch: &str, max_forwards: u32) -> String {
+    let sdp = "v=0\r\no=caller 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 16000 RTP/AVP 8\r\n";
+    format!(
+        "INVITE sip:100@{TANDEM} SIP/2.0\r\nVia: SIP/2.0/UDP {CALLER};branch={branch}\r\n\
+         From: \"Caller\" <sip:caller@{CALLER}>;tag=c1\r\nTo: <sip:100@{TANDEM}>\r\nCall-ID: {call_id}\r\n\
+         CSeq: 1 INVITE\r\nContact: <sip:caller@{CALLER}>\r\nMax-Forwards: {max_forwards}\r\n\
+         X-Custom: kept as is\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+        sdp.len()
+    )
+}
+
+fn in_dialog(method: &str, call_id: &str, branch: &str, to_tag: &str, cseq: u32) -> String {
+    format!(
+        "{method} sip:tandem@{TANDEM} SIP/2.0\r\nVia: SIP/2.0/UDP {CALLER};branch={branch}\r\n\
+         From: \"Caller\" <sip:caller@{CALLER}>;tag=c1\r\nTo: <sip:100@{TANDEM}>;tag={to_tag}\r\n\
+         Call-ID: {call_id}\r\nCSeq: {cseq} {method}\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    )
+}
+
+/// The server's response to a request Tandem sent it.
+fn answer(req: &Message, code: u16, reason: &str, with_sdp: bool) -> Bytes {
+    let mut b = ResponseBuilder::new(req, code, reason);
+    if code > 100 {
+        b.to_tag("srv1");
+    }
+    b.header(HeaderName::Contact, "<sip:100@127.0.0.1:5070>");
+    if with_sdp {
+        b.body("application/sdp", b"v=0\r\no=ms 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 20000 RTP/AVP 8\r\n");
+    }
+    b.build()
+}
+
+fn only_to<'a>(sent: &'a [(SocketAddr, Message)], to: &str) -> Vec<&'a Message> {
+    sent.iter().filter(|(a, _)| *a == addr(to)).map(|(_, m)| m).collect()
+}
+
+fn request_to<'a>(sent: &'a [(SocketAddr, Message)], to: &str, method: Method) -> &'a Message {
+    only_to(sent, to)
+        .into_iter()
+        .find(|m| m.method() == Some(&method))
+        .unwrap_or_else(|| panic!("no {method:?} sent to {to}"))
+}
+
+fn statuses(sent: &[(SocketAddr, Message)], to: &str) -> Vec<u16> {
+    only_to(sent, to).iter().filter_map(|m| m.status()).collect()
+}
+
+/// Caller INVITE → server INVITE → 180 → 200 → ACK: returns the server-side INVITE and the caller's
+/// To tag.
+fn establish(net: &mut Net, call_id: &str) -> (Message, String) {
+    net.from_caller(&invite(call_id, "z9hG4bKc1", 70));
+    let sent = net.drain();
+    assert_eq!(statuses(&sent, CALLER), vec![100]);
+    let srv_invite = request_to(&sent, MS1, Method::Invite).clone();
+    net.from_server(MS1, answer(&srv_invite, 180, "Ringing", false));
+    net.from_server(MS1, answer(&srv_invite, 200, "OK", true));
+    let sent = net.drain();
+    let to_caller = only_to(&sent, CALLER);
+    assert_eq!(to_caller.iter().filter_map(|m| m.status()).collect::<Vec<_>>(), vec![180, 200]);
+    let ok = to_caller[1];
+    let tag = ok.to_hdr().tag().unwrap().to_owned();
+    assert_eq!(ok.call_id(), call_id, "the caller sees its own Call-ID");
+    net.from_caller(&in_dialog("ACK", call_id, "z9hG4bKc1ack", &tag, 1));
+    let sent = net.drain();
+    let ack = request_to(&sent, MS1, Method::Ack);
+    assert_eq!(ack.call_id(), srv_invite.call_id());
+    assert_eq!(ack.to_hdr().tag(), Some("srv1"));
+    assert_eq!(ack.cseq().seq, srv_invite.cseq().seq);
+    (srv_invite, tag)
+}
+
+#[test]
+fn basic_call_crosses_two_independent_legs() {
+    let mut net = Net::new();
+    let (srv_invite, tag) = establish(&mut net, "call-1@caller");
+    assert_ne!(srv_invite.call_id(), "call-1@caller", "the server leg has its own Call-ID");
+    assert_eq!(srv_invite.request_uri(), Some("sip:100@127.0.0.1:5070"));
+    assert_eq!(srv_invite.max_forwards(), Some(69));
+    assert_eq!(srv_invite.header(HeaderName::Other("X-Custom")).as_deref(), Some("kept as is"));
+    assert!(srv_invite.body().starts_with(b"v=0"));
+    assert_eq!(srv_invite.vias().len(), 1, "the caller's Via does not leak to the server");
+    assert_eq!(net.core.active_calls(), 1);
+
+    net.from_caller(&in_dialog("BYE", "call-1@caller", "z9hG4bKc1bye", &tag, 2));
+    let sent = net.drain();
+    let bye = request_to(&sent, MS1, Method::Bye);
+    assert_eq!(bye.call_id(), srv_invite.call_id());
+    net.from_server(MS1, answer(bye, 200, "OK", false));
+    let sent = net.drain();
+    assert_eq!(statuses(&sent, CALLER), vec![200]);
+    assert_eq!(net.core.active_calls(), 0);
+    let events = net.events();
+    assert!(events.contains(&CallEvent::CallAnswered { call_id: "call-1@caller".into() }));
+    assert!(events.contains(&CallEvent::CallEnded { call_id: "call-1@caller".into(), reason: "bye-caller".into() }));
+}
+
+#[test]
+fn bye_from_the_server_reaches_the_caller_in_its_own_dialog() {
+    let mut net = Net::new();
+    let (srv_invite, tag) = establish(&mut net, "call-2@caller");
+    let bye = format!(
+        "BYE sip:tandem@{TANDEM} SIP/2.0\r\nVia: SIP/2.0/UDP {MS1};branch=z9hG4bKs1bye\r\n\
+         From: <sip:100@127.0.0.1:5070>;tag=srv1\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: 7 BYE\r\n\
+         Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+        srv_invite.header(HeaderName::From).unwrap(),
+        srv_invite.call_id()
+    );
+    net.from_server(MS1, Bytes::from(bye));
+    let sent = net.drain();
+    let to_caller = request_to(&sent, CALLER, Method::Bye);
+    assert_eq!(to_caller.call_id(), "call-2@caller");
+    assert_eq!(to_caller.from_hdr().tag(), Some(tag.as_str()));
+    assert_eq!(to_caller.to_hdr().tag(), Some("c1"));
+    assert_eq!(to_caller.request_uri(), Some("sip:caller@127.0.0.1:5061"));
+    let ok = ResponseBuilder::new(to_caller, 200, "OK").build();
+    net.core.handle_message(net.now, ok, Peer::udp(addr(CALLER)));
+    let sent = net.drain();
+    assert_eq!(statuses(&sent, MS1), vec![200]);
+    assert_eq!(net.core.active_calls(), 0);
+}
+
+#[test]
+fn a_503_is_retried_on_the_next_server_before_the_caller_sees_it() {
+    let mut net = Net::new();
+    net.from_caller(&invite("call-3@caller", "z9hG4bKc3", 70));
+    let sent = net.drain();
+    let first = request_to(&sent, MS1, Method::Invite).clone();
+    net.from_server(MS1, answer(&first, 503, "Service Unavailable", false));
+    let sent = net.drain();
+    assert!(statuses(&sent, CALLER).is_empty(), "the caller sees nothing of the 503");
+    let second = request_to(&sent, MS2, Method::Invite).clone();
+    assert_ne!(second.call_id(), first.call_id());
+    net.from_server(MS2, answer(&second, 200, "OK", true));
+    let sent = net.drain();
+    assert_eq!(statuses(&sent, CALLER), vec![200]);
+}
+
+#[test]
+fn a_silent_server_is_skipped_after_the_invite_timeout() {
+    let mut net = Net::new();
+    net.from_caller(&invite("call-4@caller", "z9hG4bKc4", 70));
+    let sent = net.drain();
+    request_to(&sent, MS1, Method::Invite);
+    net.advance(Duration::from_millis(2100));
+    let sent = net.drain();
+    let second = request_to(&sent, MS2, Method::Invite).clone();
+    net.from_server(MS2, answer(&second, 200, "OK", true));
+    assert_eq!(statuses(&net.drain(), CALLER), vec![200]);
+}
+
+#[test]
+fn every_server_failing_gives_the_caller_503() {
+    let mut net = Net::new();
+    net.from_caller(&invite("call-5@caller", "z9hG4bKc5", 70));
+    let sent = net.drain();
+    let first = request_to(&sent, MS1, Method::Invite).clone();
+    net.from_server(MS1, answer(&first, 503, "Service Unavailable", false));
+    let sent = net.drain();
+    let second = request_to(&sent, MS2, Method::Invite).clone();
+    net.from_server(MS2, answer(&second, 503, "Service Unavailable", false));
+    assert_eq!(statuses(&net.drain(), CALLER), vec![503]);
+    assert_eq!(net.core.active_calls(), 0);
+}
+
+#[test]
+fn busy_is_relayed_to_the_caller() {
+    let mut net = Net::new();
+    net.from_caller(&invite("call-6@caller", "z9hG4bKc6", 70));
+    let sent = net.drain();
+    let inv = request_to(&sent, MS1, Method::Invite).clone();
+    net.from_server(MS1, answer(&inv, 486, "Busy Here", false));
+    let sent = net.drain();
+    assert_eq!(statuses(&sent, CALLER), vec![486]);
+    assert!(only_to(&sent, MS1).iter().any(|m| m.method() == Some(&Method::Ack)), "hop-by-hop ACK for the 486");
+    assert_eq!(net.core.active_calls(), 0);
+}
+
+#[test]
+fn cancel_while_ringing() {
+    let mut net = Net::new();
+    net.from_caller(&invite("call-7@caller", "z9hG4bKc7", 70));
+    let sent = net.drain();
+    let inv = request_to(&sent, MS1, Method::Invite).clone();
+    net.from_server(MS1, answer(&inv, 180, "Ringing", false));
+    net.drain();
+    let cancel = format!(
+        "CANCEL sip:100@{TANDEM} SIP/2.0\r\nVia: SIP/2.0/UDP {CALLER};branch=z9hG4bKc7\r\n\
+         From: \"Caller\" <sip:caller@{CALLER}>;tag=c1\r\nTo: <sip:100@{TANDEM}>\r\nCall-ID: call-7@caller\r\n\
+         CSeq: 1 CANCEL\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    );
+    net.from_caller(&cancel);
+    let sent = net.drain();
+    let mut codes = statuses(&sent, CALLER);
+    codes.sort_unstable();
+    assert_eq!(codes, vec![200, 487]);
+    let srv_cancel = request_to(&sent, MS1, Method::Cancel);
+    assert_eq!(srv_cancel.call_id(), inv.call_id());
+    net.from_server(MS1, answer(srv_cancel, 200, "OK", false));
+    net.from_server(MS1, answer(&inv, 487, "Request Terminated", false));
+    net.drain();
+    assert_eq!(net.core.active_calls(), 0);
+}
+
+#[test]
+fn max_forwards_zero_is_answered_483() {
+    let mut net = Net::new();
+    net.from_caller(&invite("call-8@caller", "z9hG4bKc8", 0));
+    let sent = net.drain();
+    assert_eq!(statuses(&sent, CALLER), vec![483]);
+    assert!(only_to(&sent, MS1).is_empty());
+}
+
+#[test]
+fn options_to_tandem_itself_is_answered_200() {
+    let mut net = Net::new();
+    let options = format!(
+        "OPTIONS sip:{TANDEM} SIP/2.0\r\nVia: SIP/2.0/UDP {CALLER};branch=z9hG4bKo1\r\n\
+         From: <sip:ping@{CALLER}>;tag=p1\r\nTo: <sip:{TANDEM}>\r\nCall-ID: ping-1\r\nCSeq: 1 OPTIONS\r\n\
+         Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    );
+    net.from_caller(&options);
+    assert_eq!(statuses(&net.drain(), CALLER), vec![200]);
+}
+
+#[test]
+fn garbage_is_counted_and_a_broken_request_gets_400() {
+    let mut net = Net::new();
+    net.from_caller("\x00\x01 not sip at all");
+    assert!(net.drain().is_empty());
+    let broken = format!(
+        "INVITE sip:100@{TANDEM} SIP/2.0\r\nVia: SIP/2.0/UDP {CALLER};branch=z9hG4bKb1\r\n\
+         From: <sip:caller@{CALLER}>;tag=c1\r\nTo: <sip:100@{TANDEM}>\r\nCall-ID: broken-1\r\n\
+         CSeq: 1 INVITE\r\nMax-Forwards: 70\r\nContent-Length: 99999\r\n\r\n"
+    );
+    net.from_caller(&broken);
+    assert_eq!(statuses(&net.drain(), CALLER), vec![400]);
+    assert_eq!(net.core.metrics().parse_errors, 2);
+    assert_eq!(net.core.active_calls(), 0);
+}
+
+#[test]
+fn in_dialog_request_for_an_unknown_dialog_gets_481() {
+    let mut net = Net::new();
+    net.from_caller(&in_dialog("BYE", "nobody@caller", "z9hG4bKu1", "unknown", 2));
+    assert_eq!(statuses(&net.drain(), CALLER), vec![481]);
+}
+
+#[test]
+fn hold_reinvite_and_info_cross_the_call() {
+    let mut net = Net::new();
+    let (srv_invite, tag) = establish(&mut net, "call-9@caller");
+    let reinvite = invite("call-9@caller", "z9hG4bKc9re", 70)
+        .replace("To: <sip:100@127.0.0.1:5060>", &format!("To: <sip:100@127.0.0.1:5060>;tag={tag}"))
+        .replace("CSeq: 1 INVITE", "CSeq: 2 INVITE");
+    net.from_caller(&reinvite);
+    let sent = net.drain();
+    assert_eq!(statuses(&sent, CALLER), vec![100]);
+    let srv_re = request_to(&sent, MS1, Method::Invite).clone();
+    assert_eq!(srv_re.call_id(), srv_invite.call_id());
+    assert_eq!(srv_re.cseq().seq, srv_invite.cseq().seq + 1);
+    assert_eq!(srv_re.request_uri(), Some("sip:100@127.0.0.1:5070"), "the server's Contact is the target");
+    net.from_server(MS1, answer(&srv_re, 200, "OK", true));
+    assert_eq!(statuses(&net.drain(), CALLER), vec![200]);
+    net.from_caller(&in_dialog("ACK", "call-9@caller", "z9hG4bKc9reack", &tag, 2));
+    let sent = net.drain();
+    assert_eq!(request_to(&sent, MS1, Method::Ack).cseq().seq, srv_re.cseq().seq);
+
+    net.from_caller(&in_dialog("INFO", "call-9@caller", "z9hG4bKc9info", &tag, 3));
+    let sent = net.drain();
+    let info = request_to(&sent, MS1, Method::Info).clone();
+    net.from_server(MS1, answer(&info, 200, "OK", false));
+    assert_eq!(statuses(&net.drain(), CALLER), vec![200]);
+
+    net.from_caller(&in_dialog("FOOBAR", "call-9@caller", "z9hG4bKc9foo", &tag, 4));
+    let sent = net.drain();
+    let foo = only_to(&sent, MS1)
+        .into_iter()
+        .find(|m| m.method().map(|m| m.as_str()) == Some("FOOBAR"))
+        .expect("unknown in-dialog methods are relayed");
+    assert_eq!(foo.cseq().method.as_str(), "FOOBAR");
+}
+
+#[test]
+fn a_server_that_stops_answering_probes_gets_no_new_calls() {
+    let mut net = Net::with_probe_interval(Duration::from_secs(1));
+    // ms1 never answers its probes, ms2 always does.
+    for _ in 0..6 {
+        net.advance(Duration::from_millis(500));
+        for (to, msg) in net.drain() {
+            if to == addr(MS2) && msg.method() == Some(&Method::Options) {
+                net.from_server(MS2, answer(&msg, 200, "OK", false));
+            }
+        }
+    }
+    let events = net.events();
+    assert!(events.contains(&CallEvent::ServerHealthChanged { server: "ms1".into(), up: false }), "{events:?}");
+    let health = net.core.server_health();
+    assert_eq!(health.iter().map(|h| h.up).collect::<Vec<_>>(), vec![false, true]);
+    for n in 0..2 {
+        net.from_caller(&invite(&format!("probe-{n}@caller"), &format!("z9hG4bKp{n}"), 70));
+        let sent = net.drain();
+        assert!(only_to(&sent, MS1).iter().all(|m| m.method() != Some(&Method::Invite)));
+        request_to(&sent, MS2, Method::Invite);
+    }
+}
