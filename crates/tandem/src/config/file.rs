@@ -1,0 +1,185 @@
+//! The config file as written: TOML tables mapped one to one, every key documented here. Values stay
+//! text where the file writes text (addresses, durations); `super::Config::from_file` checks them and
+//! names the key of any bad value. Unknown keys are rejected at every level.
+
+use serde::Deserialize;
+
+/// The whole file. Every table may be left out and takes its defaults, except that at least one
+/// `[[media_server]]` is required.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConfigFile {
+    /// `[sip]`: the SIP service.
+    pub sip: SipTable,
+    /// `[admin]`: the HTTP endpoint for `/metrics` and `/health`.
+    pub admin: AdminTable,
+    /// `[pool]`: health probing of the media servers.
+    pub pool: PoolTable,
+    /// `[[media_server]]`: the Asterisk servers calls are spread over, in order.
+    #[serde(rename = "media_server")]
+    pub media_servers: Vec<MediaServerTable>,
+    /// `[shutdown]`: graceful shutdown.
+    pub shutdown: ShutdownTable,
+    /// `[log]`: logging to stderr.
+    pub log: LogTable,
+}
+
+/// `[sip]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SipTable {
+    /// Service address `ip:port`: Tandem listens on it for UDP and (with `tcp`) TCP. Default
+    /// `127.0.0.1:5060`. Port 0 picks a free port (the same one for UDP and TCP).
+    pub listen: String,
+    /// Address written in Via, Contact and Record-Route, for a VIP or NAT. Default: `listen`.
+    /// Required when `listen` is an unspecified address (`0.0.0.0`, `::`).
+    pub advertised: Option<String>,
+    /// Whether to accept and open TCP connections too. Default true.
+    pub tcp: bool,
+    /// An idle TCP connection (nothing read or written) is closed after this long. Default `10m`.
+    pub tcp_idle_timeout: String,
+    /// Largest number of concurrent calls; more INVITEs get 503. Default 10000.
+    pub max_calls: usize,
+    /// How long an INVITE to one media server may go unanswered (no provisional response) before
+    /// Tandem tries the next server. Default `2s`.
+    pub server_invite_timeout: String,
+    /// `[sip.timers]`: RFC 3261 timer bases.
+    pub timers: TimersTable,
+}
+
+impl Default for SipTable {
+    fn default() -> Self {
+        SipTable {
+            listen: "127.0.0.1:5060".into(),
+            advertised: None,
+            tcp: true,
+            tcp_idle_timeout: "10m".into(),
+            max_calls: 10_000,
+            server_invite_timeout: "2s".into(),
+            timers: TimersTable::default(),
+        }
+    }
+}
+
+/// `[sip.timers]` (RFC 3261 §17.1.1.1).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TimersTable {
+    /// T1, the round-trip estimate that retransmissions start from. Default `500ms`.
+    pub t1: String,
+    /// T2, the longest retransmit interval of non-INVITE requests and INVITE responses; at least T1.
+    /// Default `4s`.
+    pub t2: String,
+    /// T4, the longest time a message stays in the network. Default `5s`.
+    pub t4: String,
+}
+
+impl Default for TimersTable {
+    fn default() -> Self {
+        TimersTable {
+            t1: "500ms".into(),
+            t2: "4s".into(),
+            t4: "5s".into(),
+        }
+    }
+}
+
+/// `[admin]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminTable {
+    /// HTTP listen address `ip:port` for `GET /metrics` and `GET /health`. Default `127.0.0.1:9090`.
+    pub listen: String,
+}
+
+impl Default for AdminTable {
+    fn default() -> Self {
+        AdminTable {
+            listen: "127.0.0.1:9090".into(),
+        }
+    }
+}
+
+/// `[pool]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PoolTable {
+    /// Time between two OPTIONS probes of one media server. Default `1s`.
+    pub probe_interval: String,
+    /// A probe without a final response within this time fails; shorter than `probe_interval`.
+    /// Default `500ms`.
+    pub probe_timeout: String,
+    /// Consecutive failed probes after which an up server is marked down. Default 2.
+    pub failures_to_down: u32,
+    /// Consecutive successful probes after which a down server is marked up. Default 2.
+    pub successes_to_up: u32,
+}
+
+impl Default for PoolTable {
+    fn default() -> Self {
+        PoolTable {
+            probe_interval: "1s".into(),
+            probe_timeout: "500ms".into(),
+            failures_to_down: 2,
+            successes_to_up: 2,
+        }
+    }
+}
+
+/// One `[[media_server]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MediaServerTable {
+    /// Name used in logs and metrics labels; unique. Required.
+    pub name: String,
+    /// SIP address `ip:port` of the server. Required.
+    pub address: String,
+    /// Transport toward the server: `"udp"` or `"tcp"`. Default `"udp"`.
+    #[serde(default = "default_transport")]
+    pub transport: String,
+    /// Relative share of calls (fewest active calls per unit of weight wins); at least 1. Default 1.
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+}
+
+fn default_transport() -> String {
+    "udp".into()
+}
+
+fn default_weight() -> u32 {
+    1
+}
+
+/// `[shutdown]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ShutdownTable {
+    /// After SIGTERM/SIGINT, how long established calls may go on (new calls get 503) before Tandem
+    /// exits anyway. Default `30s`.
+    pub grace: String,
+}
+
+impl Default for ShutdownTable {
+    fn default() -> Self {
+        ShutdownTable {
+            grace: "30s".into(),
+        }
+    }
+}
+
+/// `[log]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogTable {
+    /// Log filter: a level (`error`, `warn`, `info`, `debug`, `trace`) or a tracing directive list
+    /// such as `"info,tandem=debug"`. `RUST_LOG`, when set, takes precedence. Default `info`.
+    pub level: String,
+}
+
+impl Default for LogTable {
+    fn default() -> Self {
+        LogTable {
+            level: "info".into(),
+        }
+    }
+}

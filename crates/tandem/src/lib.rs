@@ -1,0 +1,156 @@
+//! Tandem's I/O shell: sockets, timers, signals and the admin endpoint around the sans-IO
+//! [`tandem_core::Core`]. `main.rs` only parses arguments and calls [`BoundListeners::bind`] and
+//! [`run`]; tests call the same two functions in-process on port 0.
+
+pub mod admin;
+pub mod cli;
+pub mod config;
+pub mod metrics;
+mod shell;
+pub mod signals;
+pub mod transport;
+
+use anyhow::Context as _;
+use config::Config;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use tandem_core::Core;
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tracing::info;
+use transport::tcp::{ConnectionContext, TcpConnections};
+
+/// Messages from TCP tasks that may wait for the core task before readers are held back.
+const INBOUND_QUEUE: usize = 4096;
+/// Admin snapshot requests that may wait.
+const SNAPSHOT_QUEUE: usize = 16;
+/// Tries to find a port free for both UDP and TCP when `sip.listen` has port 0.
+const PORT_ZERO_TRIES: usize = 16;
+
+/// The current time. The only clock read of the shell: tokio's clock, so tests can pause it.
+pub fn now() -> std::time::Instant {
+    tokio::time::Instant::now().into_std()
+}
+
+/// The sockets Tandem serves on, bound before [`run`] so that tests (and a supervisor) know the
+/// addresses, and so that bind errors surface before anything starts.
+#[derive(Debug)]
+pub struct BoundListeners {
+    /// SIP over UDP on `sip.listen`.
+    pub udp: UdpSocket,
+    /// SIP over TCP on the same address and port (`None` when `sip.tcp = false`).
+    pub tcp: Option<TcpListener>,
+    /// HTTP admin endpoint on `admin.listen`.
+    pub admin: TcpListener,
+}
+
+impl BoundListeners {
+    /// Binds the SIP and admin addresses of `config`. With port 0 in `sip.listen`, UDP and TCP get
+    /// the same free port.
+    pub async fn bind(config: &Config) -> anyhow::Result<BoundListeners> {
+        let listen = config.sip.listen;
+        let (udp, tcp) = bind_sip(listen, config.sip.tcp)
+            .await
+            .with_context(|| format!("cannot bind sip.listen {listen}"))?;
+        let admin = TcpListener::bind(config.admin_listen)
+            .await
+            .with_context(|| format!("cannot bind admin.listen {}", config.admin_listen))?;
+        Ok(BoundListeners { udp, tcp, admin })
+    }
+
+    /// The bound SIP address (UDP and TCP).
+    pub fn sip_addr(&self) -> io::Result<SocketAddr> {
+        self.udp.local_addr()
+    }
+
+    /// The bound admin address.
+    pub fn admin_addr(&self) -> io::Result<SocketAddr> {
+        self.admin.local_addr()
+    }
+}
+
+async fn bind_sip(listen: SocketAddr, tcp: bool) -> io::Result<(UdpSocket, Option<TcpListener>)> {
+    if !tcp {
+        return Ok((transport::udp::bind_udp(listen)?, None));
+    }
+    if listen.port() != 0 {
+        let udp = transport::udp::bind_udp(listen)?;
+        return Ok((udp, Some(TcpListener::bind(listen).await?)));
+    }
+    let mut last_error = None;
+    for _ in 0..PORT_ZERO_TRIES {
+        let udp = transport::udp::bind_udp(listen)?;
+        match TcpListener::bind(udp.local_addr()?).await {
+            Ok(listener) => return Ok((udp, Some(listener))),
+            Err(e) if e.kind() == io::ErrorKind::AddrInUse => last_error = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last_error.unwrap_or_else(|| io::Error::from(io::ErrorKind::AddrInUse)))
+}
+
+/// Serves until `shutdown` completes and the drain that follows ends (no active call left, or
+/// `shutdown.grace` expired). Returns once every task it started is stopped.
+pub async fn run(
+    bound: BoundListeners,
+    config: Config,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let sip_addr = bound
+        .sip_addr()
+        .context("SIP socket has no local address")?;
+    let admin_addr = bound
+        .admin_addr()
+        .context("admin socket has no local address")?;
+    let advertised = config.advertised(sip_addr);
+    let core = Core::new(config.core_config(advertised), now());
+
+    let (inbound_tx, inbound) = mpsc::channel(INBOUND_QUEUE);
+    let (snapshot_tx, snapshots) = mpsc::channel(SNAPSHOT_QUEUE);
+    let ctx = ConnectionContext::new(inbound_tx, config.sip.tcp_idle_timeout);
+    let mut background = JoinSet::new();
+    background.spawn(admin::serve(bound.admin, snapshot_tx));
+    if let Some(listener) = bound.tcp {
+        background.spawn(transport::tcp::accept_loop(listener, ctx.clone()));
+    }
+    let tcp = config.sip.tcp.then(|| TcpConnections::new(ctx));
+
+    info!(
+        sip = %sip_addr,
+        %advertised,
+        admin = %admin_addr,
+        tcp = config.sip.tcp,
+        media_servers = config.media_servers.len(),
+        "tandem running"
+    );
+    let task = shell::CoreTask {
+        core,
+        udp: bound.udp,
+        tcp,
+        inbound,
+        snapshots,
+    };
+    task.run(shutdown, config.shutdown_grace).await;
+    background.shutdown().await;
+    info!("tandem stopped");
+    Ok(())
+}
+
+/// Logs to stderr. `RUST_LOG`, when set and valid, overrides `filter` (`log.level`).
+pub fn init_logging(filter: &str) {
+    use tracing_subscriber::EnvFilter;
+    let env_filter = match std::env::var("RUST_LOG") {
+        Ok(directives) if !directives.trim().is_empty() => EnvFilter::try_new(&directives)
+            .unwrap_or_else(|error| {
+                eprintln!("tandem: ignoring RUST_LOG ({error}), using log.level {filter:?}");
+                EnvFilter::new(filter)
+            }),
+        _ => EnvFilter::new(filter),
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(env_filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

@@ -1,0 +1,205 @@
+//! What `GET /metrics` exports: a [`Snapshot`] the core task takes on request, rendered in the
+//! Prometheus text exposition format (version 0.0.4).
+
+use std::fmt::{Display, Write};
+use tandem_core::{Metrics, ServerHealth};
+
+/// Content-Type of [`render_prometheus`]'s output.
+pub const PROMETHEUS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// The state of the node at one instant.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    /// The core's counters.
+    pub core: Metrics,
+    /// Calls in progress.
+    pub active_calls: usize,
+    /// Live SIP transactions.
+    pub transactions: usize,
+    /// Health of each media server.
+    pub servers: Vec<ServerHealth>,
+    /// Whether a graceful shutdown is under way.
+    pub draining: bool,
+    /// What the I/O shell itself counts.
+    pub shell: ShellCounters,
+}
+
+/// Counters of the I/O shell (not seen by the core).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ShellCounters {
+    /// Open or opening TCP connections.
+    pub tcp_connections: usize,
+    /// TCP connections closed because their byte stream could not be framed into SIP messages.
+    pub tcp_framing_errors: u64,
+    /// Sends that failed (reported to the core as transport errors).
+    pub send_errors: u64,
+}
+
+/// Renders every metric, with `# HELP` and `# TYPE` lines.
+pub fn render_prometheus(s: &Snapshot) -> String {
+    let mut out = Exposition::default();
+    let m = &s.core;
+    out.single(
+        "tandem_calls_active",
+        "gauge",
+        "Calls in progress.",
+        s.active_calls,
+    );
+    out.single(
+        "tandem_calls_total",
+        "counter",
+        "Calls created by a caller's INVITE.",
+        m.calls_total,
+    );
+    out.single(
+        "tandem_calls_answered_total",
+        "counter",
+        "Calls answered (2xx relayed to the caller).",
+        m.calls_answered_total,
+    );
+    out.single(
+        "tandem_calls_failed_total",
+        "counter",
+        "Calls that ended without being answered.",
+        m.calls_failed_total,
+    );
+    out.by_class(
+        "tandem_sip_responses_sent_total",
+        "SIP responses sent, by status class.",
+        &m.responses_sent,
+    );
+    out.by_class(
+        "tandem_sip_responses_received_total",
+        "SIP responses received, by status class.",
+        &m.responses_received,
+    );
+    out.single(
+        "tandem_sip_requests_received_total",
+        "counter",
+        "SIP requests received.",
+        m.requests_received,
+    );
+    out.single(
+        "tandem_sip_transactions",
+        "gauge",
+        "Live SIP transactions.",
+        s.transactions,
+    );
+    out.single(
+        "tandem_sip_parse_errors_total",
+        "counter",
+        "Messages that could not be parsed.",
+        m.parse_errors,
+    );
+    out.single(
+        "tandem_sip_dropped_total",
+        "counter",
+        "Messages dropped (stray responses, loops, over capacity).",
+        m.dropped,
+    );
+    out.per_server(
+        "tandem_media_server_up",
+        "1 when the media server passes its health probes.",
+        &s.servers,
+        |h| u8::from(h.up),
+    );
+    out.per_server(
+        "tandem_media_server_active_calls",
+        "Calls in progress on the media server.",
+        &s.servers,
+        |h| h.active_calls,
+    );
+    out.single(
+        "tandem_tcp_connections",
+        "gauge",
+        "Open or opening SIP TCP connections.",
+        s.shell.tcp_connections,
+    );
+    out.single(
+        "tandem_tcp_framing_errors_total",
+        "counter",
+        "TCP connections closed because their stream was not valid SIP.",
+        s.shell.tcp_framing_errors,
+    );
+    out.single(
+        "tandem_send_errors_total",
+        "counter",
+        "Sends that failed (ICMP errors, refused or broken connections).",
+        s.shell.send_errors,
+    );
+    out.single(
+        "tandem_draining",
+        "gauge",
+        "1 while a graceful shutdown is under way.",
+        u8::from(s.draining),
+    );
+    out.text
+}
+
+#[derive(Default)]
+struct Exposition {
+    text: String,
+}
+
+impl Exposition {
+    fn family(&mut self, name: &str, kind: &str, help: &str) {
+        let _ = writeln!(self.text, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    }
+
+    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: impl Display) {
+        self.text.push_str(name);
+        for (i, (label, label_value)) in labels.iter().enumerate() {
+            self.text.push(if i == 0 { '{' } else { ',' });
+            let _ = write!(self.text, "{label}=\"{}\"", escape_label(label_value));
+        }
+        if !labels.is_empty() {
+            self.text.push('}');
+        }
+        let _ = writeln!(self.text, " {value}");
+    }
+
+    fn single(&mut self, name: &str, kind: &str, help: &str, value: impl Display) {
+        self.family(name, kind, help);
+        self.sample(name, &[], value);
+    }
+
+    /// A counter with one sample per status class 1xx..6xx (`counts[1..=6]`).
+    fn by_class(&mut self, name: &str, help: &str, counts: &[u64; 7]) {
+        self.family(name, "counter", help);
+        for (class, count) in counts.iter().enumerate().skip(1) {
+            self.sample(name, &[("class", &format!("{class}xx"))], count);
+        }
+    }
+
+    fn per_server<V: Display>(
+        &mut self,
+        name: &str,
+        help: &str,
+        servers: &[ServerHealth],
+        value: impl Fn(&ServerHealth) -> V,
+    ) {
+        self.family(name, "gauge", help);
+        for server in servers {
+            let address = server.addr.to_string();
+            self.sample(
+                name,
+                &[("server", &server.name), ("address", &address)],
+                value(server),
+            );
+        }
+    }
+}
+
+/// Label values escape backslash, double quote and line feed.
+fn escape_label(value: &str) -> String {
+    let mut escaped = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            '\\' => escaped.push_str("\\\\"),
+            '"' => escaped.push_str("\\\""),
+            '\n' => escaped.push_str("\\n"),
+            c => escaped.push(c),
+        }
+    }
+    escaped
+}

@@ -1,0 +1,183 @@
+//! The core task: the one task that owns the [`Core`]. It reads the UDP socket itself (draining a
+//! batch of datagrams per wake-up), takes TCP messages and connection news from a channel, wakes at
+//! the core's next timer, answers admin snapshot requests, and after every input sends what the
+//! core queued and logs the events it produced.
+
+use crate::admin::SnapshotRequest;
+use crate::metrics::{ShellCounters, Snapshot};
+use crate::now;
+use crate::transport::tcp::TcpConnections;
+use crate::transport::udp::{drain_datagrams, send_datagram, MAX_DATAGRAM};
+use crate::transport::{CloseReason, Inbound};
+use std::future::Future;
+use std::pin::pin;
+use std::time::Duration;
+use tandem_core::{CallEvent, Core, Peer, Transmit, Transport};
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+use tokio::time::{sleep_until, Instant};
+use tracing::{debug, info, warn};
+
+/// Most channel messages handled per wake-up before the other inputs get a turn.
+const INBOUND_BATCH: usize = 64;
+
+/// Everything the core task owns.
+#[derive(Debug)]
+pub struct CoreTask {
+    pub core: Core,
+    pub udp: UdpSocket,
+    /// `None` when `sip.tcp = false`.
+    pub tcp: Option<TcpConnections>,
+    pub inbound: mpsc::Receiver<Inbound>,
+    pub snapshots: mpsc::Receiver<SnapshotRequest>,
+}
+
+/// Mutable state of a running loop besides the owned parts.
+#[derive(Debug, Default)]
+struct LoopState {
+    counters: ShellCounters,
+    draining: bool,
+}
+
+impl CoreTask {
+    /// Runs until the drain after `shutdown` completes: no active call left, or `grace` expired.
+    pub async fn run(mut self, shutdown: impl Future<Output = ()>, grace: Duration) {
+        let mut state = LoopState::default();
+        let mut scratch = vec![0u8; MAX_DATAGRAM].into_boxed_slice();
+        let mut shutdown = pin!(shutdown);
+        let mut grace_timer = pin!(sleep_until(Instant::from_std(now())));
+        let mut core_timer = pin!(sleep_until(Instant::from_std(now())));
+        let mut armed: Option<std::time::Instant> = None;
+        loop {
+            let deadline = self.core.poll_timeout();
+            if deadline != armed {
+                if let Some(at) = deadline {
+                    core_timer.as_mut().reset(Instant::from_std(at));
+                }
+                armed = deadline;
+            }
+            tokio::select! {
+                biased;
+                () = &mut shutdown, if !state.draining => {
+                    state.draining = true;
+                    self.core.begin_drain(now());
+                    grace_timer.as_mut().reset(Instant::from_std(now() + grace));
+                    info!(active_calls = self.core.active_calls(), grace_ms = grace.as_millis() as u64, "draining: new calls get 503");
+                }
+                () = &mut grace_timer, if state.draining => {
+                    warn!(active_calls = self.core.active_calls(), "shutdown grace expired, stopping with calls active");
+                    break;
+                }
+                () = &mut core_timer, if armed.is_some() => {
+                    armed = None;
+                    self.core.handle_timeout(now());
+                }
+                ready = self.udp.readable() => {
+                    if ready.is_ok() {
+                        let at = now();
+                        let core = &mut self.core;
+                        drain_datagrams(&self.udp, &mut scratch, |payload, from| {
+                            core.handle_message(at, payload, Peer::udp(from));
+                        });
+                    }
+                }
+                Some(first) = self.inbound.recv() => {
+                    self.handle_inbound(first, &mut state);
+                    for _ in 1..INBOUND_BATCH {
+                        let Ok(next) = self.inbound.try_recv() else { break };
+                        self.handle_inbound(next, &mut state);
+                    }
+                }
+                Some(reply) = self.snapshots.recv() => {
+                    let _ = reply.send(self.snapshot(&state));
+                }
+            }
+            self.flush(&mut state).await;
+            if state.draining && self.core.active_calls() == 0 {
+                info!("drained: no call left");
+                break;
+            }
+        }
+    }
+
+    fn handle_inbound(&mut self, inbound: Inbound, state: &mut LoopState) {
+        match inbound {
+            Inbound::Message { payload, from } => self.core.handle_message(now(), payload, from),
+            Inbound::Accepted { conn, addr, writer } => match &mut self.tcp {
+                Some(tcp) => tcp.accepted(conn, addr, writer),
+                None => drop(writer),
+            },
+            Inbound::Closed { conn, addr, reason } => {
+                let lost_dest = self.tcp.as_mut().and_then(|tcp| tcp.closed(conn));
+                if reason == CloseReason::InvalidStream {
+                    state.counters.tcp_framing_errors += 1;
+                }
+                let at = now();
+                if reason.lost_messages() {
+                    state.counters.send_errors += 1;
+                    let dest = lost_dest.unwrap_or(Peer::tcp(addr, Some(conn)));
+                    self.core.handle_transport_error(at, dest);
+                }
+                self.core.handle_connection_closed(at, conn);
+            }
+        }
+    }
+
+    /// Sends everything the core queued (including what transport errors make it queue), then
+    /// logs its events.
+    async fn flush(&mut self, state: &mut LoopState) {
+        while let Some(transmit) = self.core.poll_transmit() {
+            let dest = transmit.dest;
+            if let Err(error) = self.send(transmit).await {
+                state.counters.send_errors += 1;
+                debug!(peer = %dest.addr, transport = dest.transport.via_token(), %error, "send failed");
+                self.core.handle_transport_error(now(), dest);
+            }
+        }
+        while let Some(event) = self.core.poll_event() {
+            log_event(&event);
+        }
+    }
+
+    async fn send(&mut self, transmit: Transmit) -> Result<(), String> {
+        let Transmit { dest, payload } = transmit;
+        match (dest.transport, &mut self.tcp) {
+            (Transport::Udp, _) => send_datagram(&self.udp, &payload, dest.addr)
+                .await
+                .map_err(|e| e.to_string()),
+            (Transport::Tcp, Some(tcp)) => tcp
+                .send(dest, payload)
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
+            (Transport::Tcp, None) => Err("TCP is disabled (sip.tcp = false)".to_owned()),
+        }
+    }
+
+    fn snapshot(&self, state: &LoopState) -> Snapshot {
+        let tcp_connections = self.tcp.as_ref().map_or(0, TcpConnections::len);
+        Snapshot {
+            core: self.core.metrics().clone(),
+            active_calls: self.core.active_calls(),
+            transactions: self.core.transactions(),
+            servers: self.core.server_health(),
+            draining: state.draining,
+            shell: ShellCounters {
+                tcp_connections,
+                ..state.counters
+            },
+        }
+    }
+}
+
+fn log_event(event: &CallEvent) {
+    match event {
+        CallEvent::CallCreated { call_id } => info!(%call_id, "call created"),
+        CallEvent::ServerChosen { call_id, server } => {
+            info!(%call_id, %server, "media server chosen")
+        }
+        CallEvent::CallAnswered { call_id } => info!(%call_id, "call answered"),
+        CallEvent::CallEnded { call_id, reason } => info!(%call_id, %reason, "call ended"),
+        CallEvent::ServerHealthChanged { server, up: true } => info!(%server, "media server up"),
+        CallEvent::ServerHealthChanged { server, up: false } => warn!(%server, "media server down"),
+    }
+}

@@ -1,0 +1,189 @@
+//! The admin endpoint: Prometheus rendering of a given snapshot, and /metrics and /health served
+//! over HTTP by `admin::serve` with a stand-in for the core task answering snapshot requests.
+#![allow(clippy::unwrap_used)]
+
+use std::net::SocketAddr;
+use tandem::admin::{self, SnapshotRequest};
+use tandem::metrics::{render_prometheus, ShellCounters, Snapshot};
+use tandem_core::{Metrics, ServerHealth};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
+
+fn sample_snapshot() -> Snapshot {
+    Snapshot {
+        core: Metrics {
+            calls_total: 12,
+            calls_answered_total: 10,
+            calls_failed_total: 2,
+            responses_sent: [0, 12, 10, 0, 1, 1, 0],
+            responses_received: [0, 20, 11, 0, 0, 3, 0],
+            requests_received: 40,
+            parse_errors: 4,
+            dropped: 5,
+        },
+        active_calls: 3,
+        transactions: 7,
+        servers: vec![
+            ServerHealth {
+                name: "asterisk-1".into(),
+                addr: "127.0.0.1:5080".parse().unwrap(),
+                up: true,
+                active_calls: 2,
+            },
+            ServerHealth {
+                name: "odd \"name\"\\".into(),
+                addr: "[::1]:5090".parse().unwrap(),
+                up: false,
+                active_calls: 0,
+            },
+        ],
+        draining: false,
+        shell: ShellCounters {
+            tcp_connections: 6,
+            tcp_framing_errors: 1,
+            send_errors: 9,
+        },
+    }
+}
+
+#[test]
+fn prometheus_text_has_every_metric_with_help_and_type() {
+    let text = render_prometheus(&sample_snapshot());
+    let expected_samples = [
+        "tandem_calls_active 3",
+        "tandem_calls_total 12",
+        "tandem_calls_answered_total 10",
+        "tandem_calls_failed_total 2",
+        "tandem_sip_responses_sent_total{class=\"1xx\"} 12",
+        "tandem_sip_responses_sent_total{class=\"2xx\"} 10",
+        "tandem_sip_responses_sent_total{class=\"6xx\"} 0",
+        "tandem_sip_responses_received_total{class=\"5xx\"} 3",
+        "tandem_sip_requests_received_total 40",
+        "tandem_sip_transactions 7",
+        "tandem_sip_parse_errors_total 4",
+        "tandem_sip_dropped_total 5",
+        "tandem_media_server_up{server=\"asterisk-1\",address=\"127.0.0.1:5080\"} 1",
+        "tandem_media_server_up{server=\"odd \\\"name\\\"\\\\\",address=\"[::1]:5090\"} 0",
+        "tandem_media_server_active_calls{server=\"asterisk-1\",address=\"127.0.0.1:5080\"} 2",
+        "tandem_tcp_connections 6",
+        "tandem_tcp_framing_errors_total 1",
+        "tandem_send_errors_total 9",
+        "tandem_draining 0",
+    ];
+    let lines: Vec<&str> = text.lines().collect();
+    for sample in expected_samples {
+        assert!(lines.contains(&sample), "missing {sample:?} in\n{text}");
+    }
+    // Every sample's family is announced by HELP and TYPE lines before it.
+    for (i, line) in lines
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| !l.starts_with('#'))
+    {
+        let family = line.split(['{', ' ']).next().unwrap();
+        let help = lines
+            .iter()
+            .position(|l| l.starts_with(&format!("# HELP {family} ")))
+            .unwrap();
+        let kind = lines
+            .iter()
+            .position(|l| l.starts_with(&format!("# TYPE {family} ")))
+            .unwrap();
+        assert!(
+            help < kind && kind < i,
+            "{family}: HELP/TYPE must precede samples"
+        );
+    }
+    assert!(text.contains("# TYPE tandem_calls_active gauge\n"));
+    assert!(text.contains("# TYPE tandem_calls_total counter\n"));
+    assert!(text.ends_with('\n'));
+}
+
+/// Serves the admin endpoint on port 0; a stand-in core task answers with `sample_snapshot`
+/// whose `draining` follows the returned watch sender.
+async fn start_admin() -> (SocketAddr, watch::Sender<bool>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (requests_tx, mut requests) = mpsc::channel::<SnapshotRequest>(4);
+    let (draining_tx, draining) = watch::channel(false);
+    tokio::spawn(admin::serve(listener, requests_tx));
+    tokio::spawn(async move {
+        while let Some(reply) = requests.recv().await {
+            let snapshot = Snapshot {
+                draining: *draining.borrow(),
+                ..sample_snapshot()
+            };
+            let _ = reply.send(snapshot);
+        }
+    });
+    (addr, draining_tx)
+}
+
+/// Sends `request` and returns (status code, headers, body) of the response.
+async fn http(addr: SocketAddr, request: &str) -> (u16, String, String) {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    (status, head.to_owned(), body.to_owned())
+}
+
+fn get(path: &str) -> String {
+    format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n")
+}
+
+#[tokio::test]
+async fn metrics_are_served_as_prometheus_text() {
+    let (addr, _draining) = start_admin().await;
+    let (status, head, body) = http(addr, &get("/metrics")).await;
+    assert_eq!(status, 200);
+    assert!(
+        head.contains("Content-Type: text/plain; version=0.0.4"),
+        "{head}"
+    );
+    assert!(
+        head.contains(&format!("Content-Length: {}", body.len())),
+        "{head}"
+    );
+    assert_eq!(body, render_prometheus(&sample_snapshot()));
+}
+
+#[tokio::test]
+async fn health_is_ok_until_draining() {
+    let (addr, draining) = start_admin().await;
+    let (status, _, body) = http(addr, &get("/health")).await;
+    assert_eq!((status, body.as_str()), (200, "ok\n"));
+    draining.send(true).unwrap();
+    let (status, _, body) = http(addr, &get("/health?verbose=1")).await;
+    assert_eq!((status, body.as_str()), (503, "draining\n"));
+}
+
+#[tokio::test]
+async fn other_requests_are_refused() {
+    let (addr, _draining) = start_admin().await;
+    assert_eq!(http(addr, &get("/")).await.0, 404);
+    assert_eq!(
+        http(addr, "POST /metrics HTTP/1.1\r\nContent-Length: 0\r\n\r\n")
+            .await
+            .0,
+        405
+    );
+    assert_eq!(http(addr, "hello\r\n\r\n").await.0, 400);
+    let (status, head, body) = http(addr, "HEAD /health HTTP/1.1\r\n\r\n").await;
+    assert_eq!((status, body.as_str()), (200, ""));
+    assert!(head.contains("Content-Length: 3"), "{head}");
+}
+
+#[tokio::test]
+async fn a_stopped_core_task_makes_health_unavailable() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (requests_tx, requests) = mpsc::channel::<SnapshotRequest>(4);
+    drop(requests);
+    tokio::spawn(admin::serve(listener, requests_tx));
+    let (status, _, body) = http(addr, &get("/health")).await;
+    assert_eq!((status, body.as_str()), (503, "stopping\n"));
+}

@@ -1,0 +1,111 @@
+//! The binary's command line: help, version, --check-config and its exit codes.
+#![allow(clippy::unwrap_used)]
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+fn tandem(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tandem"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// A config file in the temp dir, removed on drop.
+struct TempConfig(PathBuf);
+
+impl TempConfig {
+    fn new(text: &str) -> TempConfig {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let path =
+            std::env::temp_dir().join(format!("tandem-cli-test-{}-{n}.toml", std::process::id()));
+        std::fs::write(&path, text).unwrap();
+        TempConfig(path)
+    }
+
+    fn path(&self) -> &str {
+        self.0.to_str().unwrap()
+    }
+}
+
+impl Drop for TempConfig {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+#[test]
+fn version_and_help() {
+    let out = tandem(&["--version"]);
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        format!("tandem {}\n", env!("CARGO_PKG_VERSION"))
+    );
+    let out = tandem(&["--help"]);
+    assert!(out.status.success());
+    assert!(String::from_utf8(out.stdout)
+        .unwrap()
+        .contains("--check-config FILE"));
+}
+
+#[test]
+fn unknown_argument_exits_64_with_usage() {
+    let out = tandem(&["--listen", "0.0.0.0:5060"]);
+    assert_eq!(out.status.code(), Some(64));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        stderr.contains("unknown argument \"--listen\"") && stderr.contains("Usage:"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn check_config_accepts_the_shipped_default() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/default.toml");
+    let out = tandem(&["--check-config", path]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        format!("{path}: ok\n")
+    );
+}
+
+#[test]
+fn check_config_names_the_bad_key_and_exits_64() {
+    let file = TempConfig::new("[pool]\nprobe_timeout = \"2s\"\n[[media_server]]\nname = \"a\"\naddress = \"127.0.0.1:5080\"\n");
+    let out = tandem(&["--check-config", file.path()]);
+    assert_eq!(out.status.code(), Some(64));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        stderr.contains("pool.probe_timeout: must be shorter than pool.probe_interval"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn serving_with_a_bad_config_exits_64_before_binding() {
+    let file = TempConfig::new("[sip]\nlisten = \"nowhere\"\n");
+    let out = tandem(&["--config", file.path()]);
+    assert_eq!(out.status.code(), Some(64));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        stderr.contains("sip.listen: invalid socket address \"nowhere\""),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_missing_config_file_exits_64() {
+    let out = tandem(&["--check-config", "/nonexistent/tandem.toml"]);
+    assert_eq!(out.status.code(), Some(64));
+    assert!(String::from_utf8(out.stderr)
+        .unwrap()
+        .contains("cannot read /nonexistent/tandem.toml"));
+}
