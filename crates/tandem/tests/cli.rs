@@ -1,9 +1,15 @@
 //! The binary's command line: help, version, --check-config and its exit codes.
 #![allow(clippy::unwrap_used)]
 
+use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// Longest wait for the process to do what a test expects.
+const DEADLINE: Duration = Duration::from_secs(10);
 
 fn tandem(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_tandem"))
@@ -108,4 +114,85 @@ fn a_missing_config_file_exits_64() {
     assert!(String::from_utf8(out.stderr)
         .unwrap()
         .contains("cannot read /nonexistent/tandem.toml"));
+}
+
+/// A `tandem` process serving a config, killed if a test leaves it running.
+struct Serving {
+    child: std::process::Child,
+    /// Its stderr, line by line; disconnected once the process closed stderr (exited).
+    lines: mpsc::Receiver<String>,
+}
+
+impl Serving {
+    /// Starts the binary with `config` and waits until it logs that it runs.
+    fn start(config: &TempConfig) -> Serving {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_tandem"))
+            .args(["--config", config.path()])
+            .env_remove("RUST_LOG")
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = BufReader::new(child.stderr.take().unwrap());
+        let (lines_tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in stderr.lines().map_while(Result::ok) {
+                let _ = lines_tx.send(line);
+            }
+        });
+        let serving = Serving { child, lines };
+        serving.wait_for_line("tandem running");
+        serving
+    }
+
+    fn wait_for_line(&self, needle: &str) {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return,
+                Ok(_) => {}
+                Err(e) => panic!("no log line with {needle:?}: {e}"),
+            }
+        }
+    }
+
+    fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([signal, &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Exit code, once stderr closed (the process ended).
+    fn exit_code(mut self) -> Option<i32> {
+        let deadline = Instant::now() + DEADLINE;
+        while self
+            .lines
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .is_ok()
+        {}
+        self.child.wait().unwrap().code()
+    }
+}
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+#[test]
+fn sigterm_without_calls_drains_and_exits_0() {
+    let config = TempConfig::new(
+        "[sip]\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n\
+         [[media_server]]\nname = \"a\"\naddress = \"127.0.0.1:5080\"\n",
+    );
+    let tandem = Serving::start(&config);
+    tandem.signal("-TERM");
+    tandem.wait_for_line("drained");
+    assert_eq!(tandem.exit_code(), Some(0));
 }
