@@ -107,8 +107,7 @@ impl Tandem {
     }
 }
 
-/// A request from `from` over `transport` ("UDP"/"TCP"); outside INVITE and OPTIONS, To carries the
-/// placeholder tag `from-200` for the caller to replace with the dialog's.
+/// A request from `from` over `transport` ("UDP"/"TCP") with this To header value.
 fn request(
     method: &str,
     uri: &str,
@@ -116,44 +115,106 @@ fn request(
     transport: &str,
     call_id: &str,
     cseq: u32,
+    to: &str,
 ) -> String {
-    let branch = format!("z9hG4bK-{call_id}-{cseq}-{method}");
     format!(
         "{method} {uri} SIP/2.0\r\n\
-         Via: SIP/2.0/{transport} {from};branch={branch};rport\r\n\
+         Via: SIP/2.0/{transport} {from};branch=z9hG4bK-{call_id}-{cseq}-{method};rport\r\n\
          From: <sip:caller@{from}>;tag=caller\r\n\
-         To: <sip:100@tandem>{extra_to}\r\n\
+         To: {to}\r\n\
          Call-ID: {call_id}\r\n\
-         CSeq: {cseq} {cseq_method}\r\n\
+         CSeq: {cseq} {method}\r\n\
          Max-Forwards: 70\r\n\
          Contact: <sip:caller@{from}>\r\n\
-         Content-Length: 0\r\n\r\n",
-        extra_to = if method == "INVITE" || method == "OPTIONS" {
-            ""
-        } else {
-            ";tag=from-200"
-        },
-        cseq_method = method,
+         Content-Length: 0\r\n\r\n"
     )
 }
 
-async fn udp_exchange(socket: &UdpSocket, to: SocketAddr, text: &str) -> Message {
-    socket.send_to(text.as_bytes(), to).await.unwrap();
-    next_final_response(socket).await
+/// An answered call as the caller sees it.
+struct Dialog {
+    call_id: String,
+    /// Contact of the 200: the Request-URI of in-dialog requests.
+    contact: String,
+    /// To of the 200, with Tandem's tag.
+    to: String,
 }
 
-/// The next final response (provisional ones skipped).
-async fn next_final_response(socket: &UdpSocket) -> Message {
-    let mut buf = vec![0u8; 65_535];
-    loop {
-        let (len, _) = timeout(DEADLINE, socket.recv_from(&mut buf))
-            .await
-            .expect("no response in time")
-            .unwrap();
-        let msg = Message::parse(Bytes::copy_from_slice(&buf[..len])).unwrap();
-        if msg.status().is_some_and(|code| code >= 200) {
-            return msg;
+/// A caller on UDP.
+struct Caller {
+    socket: UdpSocket,
+    tandem: SocketAddr,
+}
+
+impl Caller {
+    async fn new(tandem: SocketAddr) -> Caller {
+        Caller {
+            socket: UdpSocket::bind("127.0.0.1:0").await.unwrap(),
+            tandem,
         }
+    }
+
+    fn request(&self, method: &str, uri: &str, call_id: &str, cseq: u32, to: &str) -> String {
+        request(
+            method,
+            uri,
+            self.socket.local_addr().unwrap(),
+            "UDP",
+            call_id,
+            cseq,
+            to,
+        )
+    }
+
+    /// Sends `text` and returns the final response.
+    async fn exchange(&self, text: &str) -> Message {
+        self.socket
+            .send_to(text.as_bytes(), self.tandem)
+            .await
+            .unwrap();
+        let mut buf = vec![0u8; 65_535];
+        loop {
+            let received = timeout(DEADLINE, self.socket.recv_from(&mut buf)).await;
+            let (len, _) = received.expect("no response in time").unwrap();
+            let msg = Message::parse(Bytes::copy_from_slice(&buf[..len])).unwrap();
+            if msg.status().is_some_and(|code| code >= 200) {
+                return msg;
+            }
+        }
+    }
+
+    /// Sends an INVITE and returns its final status.
+    async fn invite(&self, call_id: &str) -> (Option<u16>, Message) {
+        let answer = self
+            .exchange(&self.request("INVITE", "sip:100@tandem", call_id, 1, "<sip:100@tandem>"))
+            .await;
+        (answer.status(), answer)
+    }
+
+    /// INVITE, 200, ACK.
+    async fn call(&self, call_id: &str) -> Dialog {
+        let (status, answer) = self.invite(call_id).await;
+        assert_eq!(status, Some(200));
+        let dialog = Dialog {
+            call_id: call_id.to_owned(),
+            contact: answer
+                .contacts()
+                .first()
+                .map(|c| c.uri.raw.to_owned())
+                .unwrap(),
+            to: answer.header(HeaderName::To).unwrap().into_owned(),
+        };
+        let ack = self.request("ACK", &dialog.contact, call_id, 1, &dialog.to);
+        self.socket
+            .send_to(ack.as_bytes(), self.tandem)
+            .await
+            .unwrap();
+        dialog
+    }
+
+    /// BYE; returns its final status.
+    async fn hang_up(&self, dialog: &Dialog) -> Option<u16> {
+        let bye = self.request("BYE", &dialog.contact, &dialog.call_id, 2, &dialog.to);
+        self.exchange(&bye).await.status()
     }
 }
 
@@ -180,26 +241,28 @@ async fn options_is_answered_200_over_udp_and_tcp() {
     let (media, _seen) = start_media_server().await;
     let mut tandem = start_tandem(media, "1s").await;
 
-    let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let options = request(
-        "OPTIONS",
-        "sip:tandem@127.0.0.1",
-        udp.local_addr().unwrap(),
-        "UDP",
-        "opt-udp",
-        1,
-    );
-    let answer = udp_exchange(&udp, tandem.sip, &options).await;
+    let caller = Caller::new(tandem.sip).await;
+    let answer = caller
+        .exchange(&caller.request(
+            "OPTIONS",
+            "sip:tandem@127.0.0.1",
+            "opt-udp",
+            1,
+            "<sip:tandem@127.0.0.1>",
+        ))
+        .await;
     assert_eq!((answer.status(), answer.call_id()), (Some(200), "opt-udp"));
 
     let mut tcp = TcpStream::connect(tandem.sip).await.unwrap();
+    let me = tcp.local_addr().unwrap();
     let options = request(
         "OPTIONS",
         "sip:tandem@127.0.0.1",
-        tcp.local_addr().unwrap(),
+        me,
         "TCP",
         "opt-tcp",
         1,
+        "<sip:tandem@127.0.0.1>",
     );
     tcp.write_all(options.as_bytes()).await.unwrap();
     let mut framer = StreamFramer::new();
@@ -225,12 +288,8 @@ async fn options_is_answered_200_over_udp_and_tcp() {
         "{metrics}"
     );
     assert!(metrics.contains("tandem_tcp_connections 1\n"), "{metrics}");
-    assert!(
-        metrics.contains(&format!(
-            "tandem_media_server_up{{server=\"media-1\",address=\"{media}\"}} 1\n"
-        )),
-        "{metrics}"
-    );
+    let server_up = format!("tandem_media_server_up{{server=\"media-1\",address=\"{media}\"}} 1\n");
+    assert!(metrics.contains(&server_up), "{metrics}");
     assert_eq!(
         http_get(tandem.admin, "/health").await,
         (200, "ok\n".to_owned())
@@ -244,52 +303,25 @@ async fn options_is_answered_200_over_udp_and_tcp() {
 async fn draining_refuses_new_calls_and_waits_for_the_last_one() {
     let (media, mut seen) = start_media_server().await;
     let mut tandem = start_tandem(media, "30s").await;
-    let caller = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let me = caller.local_addr().unwrap();
-
-    let invite = request("INVITE", "sip:100@tandem", me, "UDP", "call-1", 1);
-    let answer = udp_exchange(&caller, tandem.sip, &invite).await;
-    assert_eq!(answer.status(), Some(200));
-    let contact = answer
-        .contacts()
-        .first()
-        .map(|c| c.uri.raw.to_owned())
-        .unwrap();
-    let to = answer.header(HeaderName::To).unwrap().into_owned();
-    let in_dialog = |method: &str, cseq: u32| {
-        request(method, &contact, me, "UDP", "call-1", cseq)
-            .replace("To: <sip:100@tandem>;tag=from-200", &format!("To: {to}"))
-    };
-    caller
-        .send_to(in_dialog("ACK", 1).as_bytes(), tandem.sip)
-        .await
-        .unwrap();
+    let caller = Caller::new(tandem.sip).await;
+    let call = caller.call("call-1").await;
 
     tandem.begin_shutdown();
     let health = async {
-        loop {
-            if http_get(tandem.admin, "/health").await.0 == 503 {
-                return;
-            }
+        while http_get(tandem.admin, "/health").await.0 != 503 {
             tokio::task::yield_now().await;
         }
     };
     timeout(DEADLINE, health)
         .await
         .expect("/health never turned 503");
-
-    let second = request("INVITE", "sip:100@tandem", me, "UDP", "call-2", 1);
-    assert_eq!(
-        udp_exchange(&caller, tandem.sip, &second).await.status(),
-        Some(503)
-    );
+    assert_eq!(caller.invite("call-2").await.0, Some(503));
     assert!(
         !tandem.task.is_finished(),
         "the answered call keeps Tandem running"
     );
 
-    let bye = udp_exchange(&caller, tandem.sip, &in_dialog("BYE", 2)).await;
-    assert_eq!(bye.status(), Some(200));
+    assert_eq!(caller.hang_up(&call).await, Some(200));
     let mut media_methods = Vec::new();
     while let Ok(method) = seen.try_recv() {
         media_methods.push(method);
@@ -301,23 +333,20 @@ async fn draining_refuses_new_calls_and_waits_for_the_last_one() {
     tandem.stopped().await;
 }
 
-#[tokio::test]
+/// With the clock paused, tokio jumps to the next timer whenever every task waits: the five
+/// minutes of grace pass at once, which only works because the shell reads time from tokio's clock.
+#[tokio::test(start_paused = true)]
 async fn grace_expiry_stops_tandem_with_calls_still_up() {
     let (media, _seen) = start_media_server().await;
-    let mut tandem = start_tandem(media, "200ms").await;
-    let caller = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let invite = request(
-        "INVITE",
-        "sip:100@tandem",
-        caller.local_addr().unwrap(),
-        "UDP",
-        "call-1",
-        1,
-    );
-    assert_eq!(
-        udp_exchange(&caller, tandem.sip, &invite).await.status(),
-        Some(200)
-    );
+    let mut tandem = start_tandem(media, "5m").await;
+    let caller = Caller::new(tandem.sip).await;
+    let _call = caller.call("call-1").await;
+    let begun = tokio::time::Instant::now();
     tandem.begin_shutdown();
-    tandem.stopped().await;
+    let stopped = timeout(Duration::from_secs(600), tandem.task).await;
+    stopped.expect("tandem did not stop").unwrap().unwrap();
+    assert!(
+        begun.elapsed() >= Duration::from_secs(300),
+        "stopped before the grace expired"
+    );
 }
