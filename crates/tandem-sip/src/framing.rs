@@ -41,13 +41,18 @@ pub(crate) fn leading_crlf(buf: &[u8]) -> usize {
 }
 
 /// Walks the header lines from `pos` (just after the start line) to the empty line, calling `each`
-/// for every logical line. Returns the offset of the body (just past the empty line).
+/// for every logical line. Returns the offset of the body (just past the empty line). A buffer that
+/// ends cleanly after a header line's CRLF, without the empty line, ends the header section there
+/// (datagram leniency; stream framing always has the empty line).
 pub(crate) fn scan_headers(
     buf: &[u8],
     mut pos: usize,
     mut each: impl FnMut(RawLine) -> Result<(), ParseError>,
 ) -> Result<usize, ParseError> {
     loop {
+        if pos == buf.len() {
+            return Ok(pos);
+        }
         let eol = line_end(buf, pos)?;
         if eol == pos {
             return Ok(pos + 2);

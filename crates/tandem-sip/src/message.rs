@@ -189,7 +189,10 @@ fn parse_start(line: &str, offset: usize) -> Result<Start, ParseError> {
         .filter(|(u, _)| !u.is_empty())
         .ok_or(ParseError::StartLine)?;
     parse_version(version)?;
-    Uri::parse(uri)?;
+    // Headers are not allowed in a Request-URI (RFC 3261 §19.1.1; RFC 4475 §3.1.2.11).
+    if !Uri::parse(uri)?.headers.is_empty() {
+        return Err(ParseError::Uri);
+    }
     let us = offset + sp + 1;
     Ok(Start::Request {
         method,
@@ -206,9 +209,11 @@ impl Message {
     /// for ACK/CANCEL semantics which the caller checks) are present and well-formed, Max-Forwards numeric
     /// when present, Content-Length numeric when present.
     ///
-    /// Also rejected: leading CRLFs are skipped, but bare CR or LF anywhere in the header section,
-    /// header text that is not UTF-8, a missing empty line, repeated From/To/Call-ID/CSeq/
-    /// Max-Forwards/Content-Length, and every Via value that does not parse (not only the top one).
+    /// Leading CRLFs are skipped, and a datagram that ends right after a header line's CRLF (no
+    /// empty line) is read as having an empty body. Also rejected: bare CR or LF in the header
+    /// section, header text that is not UTF-8, a Request-URI with `?headers`, repeated From/To/
+    /// Call-ID/CSeq/Max-Forwards/Content-Length, and every Via value that does not parse (not only
+    /// the top one). Other headers (Contact, Route...) are checked only by their typed accessors.
     pub fn parse(buf: Bytes) -> Result<Message, ParseError> {
         if buf.len() > MAX_MESSAGE {
             return Err(ParseError::TooLarge);

@@ -54,7 +54,12 @@ impl<'a> NameAddr<'a> {
         } else {
             // addr-spec: URI parameters here are header parameters (RFC 3261 §20.10).
             let semi = rest.find(';').unwrap_or(rest.len());
-            (trim_lws(&rest[..semi]), &rest[semi..])
+            let uri = trim_lws(&rest[..semi]);
+            // A URI with a comma or question mark must be in <> (RFC 3261 §20.10).
+            if uri.contains(['?', ',']) {
+                return Err(ERR);
+            }
+            (uri, &rest[semi..])
         };
         let uri = Uri::parse(uri_text)?;
         if !params.is_empty() && !params.starts_with(';') {
@@ -125,5 +130,6 @@ mod tests {
         assert!(NameAddr::parse("<sip:a@b> junk").is_err());
         assert!(NameAddr::parse("\"x\" sip:a@b").is_err());
         assert!(NameAddr::parse("").is_err());
+        assert!(NameAddr::parse("sip:user@example.com?Route=%3Csip:sip.example.com%3E").is_err());
     }
 }

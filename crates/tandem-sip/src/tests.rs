@@ -125,6 +125,12 @@ fn datagram_body_rules() {
         parse(&format!("{base}Content-Length: 1\r\nl: 1\r\n\r\nh")).unwrap_err(),
         ParseError::ContentLength
     );
+    // A datagram ending right after a header line (no empty line) has an empty body.
+    assert!(parse(base).unwrap().body().is_empty());
+    assert_eq!(
+        parse(&format!("{base}l: 1\r\n")).unwrap_err(),
+        ParseError::ContentLength
+    );
     // Leading CRLFs are ignored.
     assert!(parse(&format!("\r\n\r\n{base}\r\n")).is_ok());
 }
@@ -233,6 +239,16 @@ fn rejects_invalid() {
             "Content-Length: 4\r\n\r\n",
             "Content-Length: 4\r\n",
             ParseError::HeaderLine,
+        ),
+        (
+            "Content-Length: 4\r\n\r\n",
+            "Content-Length: 4\r\nX: y",
+            ParseError::HeaderLine,
+        ),
+        (
+            "sip:bob@biloxi.example.com SIP/2.0",
+            "sip:bob@biloxi.example.com?Subject=x SIP/2.0",
+            ParseError::Uri,
         ),
     ];
     for (from, to, err) in cases {
