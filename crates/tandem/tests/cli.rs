@@ -1,6 +1,8 @@
 //! The binary's command line: help, version, --check-config and its exit codes.
 #![allow(clippy::unwrap_used)]
 
+mod support;
+
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
@@ -121,6 +123,8 @@ struct Serving {
     child: std::process::Child,
     /// Its stderr, line by line; disconnected once the process closed stderr (exited).
     lines: mpsc::Receiver<String>,
+    /// The SIP address it logged.
+    sip: Option<std::net::SocketAddr>,
 }
 
 impl Serving {
@@ -139,17 +143,26 @@ impl Serving {
                 let _ = lines_tx.send(line);
             }
         });
-        let serving = Serving { child, lines };
-        serving.wait_for_line("tandem running");
+        let mut serving = Serving {
+            child,
+            lines,
+            sip: None,
+        };
+        let running = serving.wait_for_line("tandem running");
+        serving.sip = running
+            .split_whitespace()
+            .find_map(|field| field.strip_prefix("sip="))
+            .and_then(|addr| addr.parse().ok());
         serving
     }
 
-    fn wait_for_line(&self, needle: &str) {
+    /// Waits for a log line containing `needle` and returns it.
+    fn wait_for_line(&self, needle: &str) -> String {
         let deadline = Instant::now() + DEADLINE;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.lines.recv_timeout(left) {
-                Ok(line) if line.contains(needle) => return,
+                Ok(line) if line.contains(needle) => return line,
                 Ok(_) => {}
                 Err(e) => panic!("no log line with {needle:?}: {e}"),
             }
@@ -195,4 +208,21 @@ fn sigterm_without_calls_drains_and_exits_0() {
     tandem.signal("-TERM");
     tandem.wait_for_line("drained");
     assert_eq!(tandem.exit_code(), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_signal_stops_at_once_with_a_call_up() {
+    let (media, _seen) = support::start_media_server().await;
+    let config = TempConfig::new(&format!(
+        "[sip]\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n[shutdown]\ngrace = \"1h\"\n\
+         [[media_server]]\nname = \"a\"\naddress = \"{media}\"\n"
+    ));
+    let tandem = Serving::start(&config);
+    let caller = support::Caller::new(tandem.sip.unwrap()).await;
+    let _call = caller.call("call-1").await;
+    tandem.signal("-INT");
+    tandem.wait_for_line("draining: new calls get 503");
+    tandem.signal("-TERM");
+    tandem.wait_for_line("second signal");
+    assert_eq!(tandem.exit_code(), Some(tandem::signals::EXIT_FORCED));
 }

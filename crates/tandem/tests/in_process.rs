@@ -2,56 +2,20 @@
 //! stand-in media server: a UDP task in the test that answers every request 200.
 #![allow(clippy::unwrap_used)]
 
-use bytes::Bytes;
+mod support;
+
 use std::net::SocketAddr;
 use std::time::Duration;
+use support::{request, start_media_server, Caller, DEADLINE};
 use tandem::config::Config;
 use tandem::transport::framing::{Frame, StreamFramer};
 use tandem::BoundListeners;
-use tandem_sip::{HeaderName, Message, Method, ResponseBuilder};
+use tandem_sip::{Message, Method};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpStream, UdpSocket};
-use tokio::sync::{mpsc, oneshot};
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio::time::timeout;
-
-/// Longest wait for anything a test expects to happen.
-const DEADLINE: Duration = Duration::from_secs(5);
-
-/// A media server that answers every request but ACK with 200 (INVITE: with a Contact and SDP), and
-/// reports the method of every request it gets.
-async fn start_media_server() -> (SocketAddr, mpsc::UnboundedReceiver<Method>) {
-    let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let addr = socket.local_addr().unwrap();
-    let (seen_tx, seen) = mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        let mut buf = vec![0u8; 65_535];
-        loop {
-            let Ok((len, from)) = socket.recv_from(&mut buf).await else {
-                return;
-            };
-            let Ok(request) = Message::parse(Bytes::copy_from_slice(&buf[..len])) else {
-                continue;
-            };
-            let Some(method) = request.method().cloned() else {
-                continue;
-            };
-            let _ = seen_tx.send(method.clone());
-            if method == Method::Ack {
-                continue;
-            }
-            let mut response = ResponseBuilder::new(&request, 200, "OK");
-            response.to_tag("media");
-            if method == Method::Invite {
-                response
-                    .header(HeaderName::Contact, &format!("<sip:media@{addr}>"))
-                    .body("application/sdp", b"v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n");
-            }
-            let _ = socket.send_to(&response.build(), from).await;
-        }
-    });
-    (addr, seen)
-}
 
 /// A running Tandem: its addresses, the trigger of its graceful shutdown, and its task.
 struct Tandem {
@@ -104,117 +68,6 @@ impl Tandem {
             .expect("tandem did not stop in time")
             .unwrap()
             .unwrap();
-    }
-}
-
-/// A request from `from` over `transport` ("UDP"/"TCP") with this To header value.
-fn request(
-    method: &str,
-    uri: &str,
-    from: SocketAddr,
-    transport: &str,
-    call_id: &str,
-    cseq: u32,
-    to: &str,
-) -> String {
-    format!(
-        "{method} {uri} SIP/2.0\r\n\
-         Via: SIP/2.0/{transport} {from};branch=z9hG4bK-{call_id}-{cseq}-{method};rport\r\n\
-         From: <sip:caller@{from}>;tag=caller\r\n\
-         To: {to}\r\n\
-         Call-ID: {call_id}\r\n\
-         CSeq: {cseq} {method}\r\n\
-         Max-Forwards: 70\r\n\
-         Contact: <sip:caller@{from}>\r\n\
-         Content-Length: 0\r\n\r\n"
-    )
-}
-
-/// An answered call as the caller sees it.
-struct Dialog {
-    call_id: String,
-    /// Contact of the 200: the Request-URI of in-dialog requests.
-    contact: String,
-    /// To of the 200, with Tandem's tag.
-    to: String,
-}
-
-/// A caller on UDP.
-struct Caller {
-    socket: UdpSocket,
-    tandem: SocketAddr,
-}
-
-impl Caller {
-    async fn new(tandem: SocketAddr) -> Caller {
-        Caller {
-            socket: UdpSocket::bind("127.0.0.1:0").await.unwrap(),
-            tandem,
-        }
-    }
-
-    fn request(&self, method: &str, uri: &str, call_id: &str, cseq: u32, to: &str) -> String {
-        request(
-            method,
-            uri,
-            self.socket.local_addr().unwrap(),
-            "UDP",
-            call_id,
-            cseq,
-            to,
-        )
-    }
-
-    /// Sends `text` and returns the final response.
-    async fn exchange(&self, text: &str) -> Message {
-        self.socket
-            .send_to(text.as_bytes(), self.tandem)
-            .await
-            .unwrap();
-        let mut buf = vec![0u8; 65_535];
-        loop {
-            let received = timeout(DEADLINE, self.socket.recv_from(&mut buf)).await;
-            let (len, _) = received.expect("no response in time").unwrap();
-            let msg = Message::parse(Bytes::copy_from_slice(&buf[..len])).unwrap();
-            if msg.status().is_some_and(|code| code >= 200) {
-                return msg;
-            }
-        }
-    }
-
-    /// Sends an INVITE and returns its final status.
-    async fn invite(&self, call_id: &str) -> (Option<u16>, Message) {
-        let answer = self
-            .exchange(&self.request("INVITE", "sip:100@tandem", call_id, 1, "<sip:100@tandem>"))
-            .await;
-        (answer.status(), answer)
-    }
-
-    /// INVITE, 200, ACK.
-    async fn call(&self, call_id: &str) -> Dialog {
-        let (status, answer) = self.invite(call_id).await;
-        assert_eq!(status, Some(200));
-        let dialog = Dialog {
-            call_id: call_id.to_owned(),
-            contact: answer
-                .contacts()
-                .first()
-                .map(|c| c.uri.raw.to_owned())
-                .unwrap(),
-            to: answer.header(HeaderName::To).unwrap().into_owned(),
-        };
-        let ack = self.request("ACK", &dialog.contact, call_id, 1, &dialog.to);
-        self.socket
-            .send_to(ack.as_bytes(), self.tandem)
-            .await
-            .unwrap();
-        dialog
-    }
-
-    /// BYE; returns its final status.
-    async fn hang_up(&self, dialog: &Dialog) -> Option<u16> {
-        let bye = self.request("BYE", &dialog.contact, &dialog.call_id, 2, &dialog.to);
-        self.exchange(&bye).await.status()
     }
 }
 
