@@ -62,10 +62,13 @@ impl CoreTask {
                     state.draining = true;
                     self.core.begin_drain(now());
                     grace_timer.as_mut().reset(Instant::from_std(now() + grace));
-                    info!(active_calls = self.core.active_calls(), grace_ms = grace.as_millis() as u64, "draining: new calls get 503");
+                    let active_calls = self.core.active_calls();
+                    let grace_ms = u64::try_from(grace.as_millis()).unwrap_or(u64::MAX);
+                    info!(active_calls, grace_ms, "draining: new calls get 503");
                 }
                 () = &mut grace_timer, if state.draining => {
-                    warn!(active_calls = self.core.active_calls(), "shutdown grace expired, stopping with calls active");
+                    let active_calls = self.core.active_calls();
+                    warn!(active_calls, "shutdown grace expired, stopping with calls active");
                     break;
                 }
                 () = &mut core_timer, if armed.is_some() => {
@@ -130,7 +133,8 @@ impl CoreTask {
             let dest = transmit.dest;
             if let Err(error) = self.send(transmit).await {
                 state.counters.send_errors += 1;
-                debug!(peer = %dest.addr, transport = dest.transport.via_token(), %error, "send failed");
+                let transport = dest.transport.via_token();
+                debug!(peer = %dest.addr, transport, %error, "send failed");
                 self.core.handle_transport_error(now(), dest);
             }
         }

@@ -87,7 +87,10 @@ fn check_config_accepts_the_shipped_default() {
 
 #[test]
 fn check_config_names_the_bad_key_and_exits_64() {
-    let file = TempConfig::new("[pool]\nprobe_timeout = \"2s\"\n[[media_server]]\nname = \"a\"\naddress = \"127.0.0.1:5080\"\n");
+    let file = TempConfig::new(
+        "[pool]\nprobe_timeout = \"2s\"\n\
+         [[media_server]]\nname = \"a\"\naddress = \"127.0.0.1:5080\"\n",
+    );
     let out = tandem(&["--check-config", file.path()]);
     assert_eq!(out.status.code(), Some(64));
     let stderr = String::from_utf8(out.stderr).unwrap();
@@ -214,7 +217,8 @@ fn sigterm_without_calls_drains_and_exits_0() {
 async fn a_second_signal_stops_at_once_with_a_call_up() {
     let (media, _seen) = support::start_media_server().await;
     let config = TempConfig::new(&format!(
-        "[sip]\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n[shutdown]\ngrace = \"1h\"\n\
+        "[sip]\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n\
+         [shutdown]\ngrace = \"1h\"\n\
          [[media_server]]\nname = \"a\"\naddress = \"{media}\"\n"
     ));
     let tandem = Serving::start(&config);

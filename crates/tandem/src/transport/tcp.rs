@@ -1,5 +1,5 @@
-//! TCP: the accept loop, one task per connection (read → frame → core task; core task → write), and
-//! the core task's table of connections, which reuses a connection per peer address and opens new
+//! TCP: the accept loop, one task per connection (read → frame → core task; core task → write),
+//! and the core task's table of connections, which reuses a connection per peer address and opens new
 //! ones on demand.
 
 use super::framing::{Frame, StreamFramer};

@@ -13,6 +13,9 @@ use tokio::time::timeout;
 /// Longest wait for anything a test expects to happen.
 pub const DEADLINE: Duration = Duration::from_secs(5);
 
+const SDP: &[u8] = b"v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\n\
+    t=0 0\r\nm=audio 4000 RTP/AVP 0\r\n";
+
 /// A media server that answers every request but ACK with 200 (INVITE: with a Contact and SDP), and
 /// reports the method of every request it gets.
 pub async fn start_media_server() -> (SocketAddr, mpsc::UnboundedReceiver<Method>) {
@@ -40,7 +43,7 @@ pub async fn start_media_server() -> (SocketAddr, mpsc::UnboundedReceiver<Method
             if method == Method::Invite {
                 response
                     .header(HeaderName::Contact, &format!("<sip:media@{addr}>"))
-                    .body("application/sdp", b"v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n");
+                    .body("application/sdp", SDP);
             }
             let _ = socket.send_to(&response.build(), from).await;
         }
