@@ -107,6 +107,8 @@ pub struct Call {
     pub caller_ack: Option<SentAck>,
     /// Generation of the failover timer: a timer firing with an older value is stale.
     pub failover_generation: u64,
+    /// The server leg's INVITE went over TCP only because of its size (RFC 3261 §18.1.1).
+    pub tcp_for_size: bool,
 }
 
 impl Call {

@@ -58,11 +58,16 @@ impl Net {
     }
 
     fn from_caller(&mut self, text: &str) {
-        self.core.handle_message(self.now, Bytes::from(text.to_owned()), Peer::udp(addr(CALLER)));
+        self.core.handle_message(
+            self.now,
+            Bytes::from(text.to_owned()),
+            Peer::udp(addr(CALLER)),
+        );
     }
 
     fn from_server(&mut self, server: &str, msg: Bytes) {
-        self.core.handle_message(self.now, msg, Peer::udp(addr(server)));
+        self.core
+            .handle_message(self.now, msg, Peer::udp(addr(server)));
     }
 
     /// Everything Tandem sent, parsed, with its destination.
@@ -70,6 +75,14 @@ impl Net {
         let mut out = Vec::new();
         while let Some(t) = self.core.poll_transmit() {
             out.push((t.dest.addr, Message::parse(t.payload).unwrap()));
+        }
+        out
+    }
+
+    fn drain_transports(&mut self) -> Vec<(Peer, Message)> {
+        let mut out = Vec::new();
+        while let Some(t) = self.core.poll_transmit() {
+            out.push((t.dest, Message::parse(t.payload).unwrap()));
         }
         out
     }
@@ -125,7 +138,10 @@ fn answer(req: &Message, code: u16, reason: &str, with_sdp: bool) -> Bytes {
 }
 
 fn only_to<'a>(sent: &'a [(SocketAddr, Message)], to: &str) -> Vec<&'a Message> {
-    sent.iter().filter(|(a, _)| *a == addr(to)).map(|(_, m)| m).collect()
+    sent.iter()
+        .filter(|(a, _)| *a == addr(to))
+        .map(|(_, m)| m)
+        .collect()
 }
 
 fn request_to<'a>(sent: &'a [(SocketAddr, Message)], to: &str, method: Method) -> &'a Message {
@@ -136,7 +152,10 @@ fn request_to<'a>(sent: &'a [(SocketAddr, Message)], to: &str, method: Method) -
 }
 
 fn statuses(sent: &[(SocketAddr, Message)], to: &str) -> Vec<u16> {
-    only_to(sent, to).iter().filter_map(|m| m.status()).collect()
+    only_to(sent, to)
+        .iter()
+        .filter_map(|m| m.status())
+        .collect()
 }
 
 /// Caller INVITE → server INVITE → 180 → 200 → ACK: returns the server-side INVITE and the caller's
@@ -150,7 +169,13 @@ fn establish(net: &mut Net, call_id: &str) -> (Message, String) {
     net.from_server(MS1, answer(&srv_invite, 200, "OK", true));
     let sent = net.drain();
     let to_caller = only_to(&sent, CALLER);
-    assert_eq!(to_caller.iter().filter_map(|m| m.status()).collect::<Vec<_>>(), vec![180, 200]);
+    assert_eq!(
+        to_caller
+            .iter()
+            .filter_map(|m| m.status())
+            .collect::<Vec<_>>(),
+        vec![180, 200]
+    );
     let ok = to_caller[1];
     let tag = ok.to_hdr().tag().unwrap().to_owned();
     assert_eq!(ok.call_id(), call_id, "the caller sees its own Call-ID");
@@ -167,12 +192,23 @@ fn establish(net: &mut Net, call_id: &str) -> (Message, String) {
 fn basic_call_crosses_two_independent_legs() {
     let mut net = Net::new();
     let (srv_invite, tag) = establish(&mut net, "call-1@caller");
-    assert_ne!(srv_invite.call_id(), "call-1@caller", "the server leg has its own Call-ID");
+    assert_ne!(
+        srv_invite.call_id(),
+        "call-1@caller",
+        "the server leg has its own Call-ID"
+    );
     assert_eq!(srv_invite.request_uri(), Some("sip:100@127.0.0.1:5070"));
     assert_eq!(srv_invite.max_forwards(), Some(69));
-    assert_eq!(srv_invite.header(HeaderName::Other("X-Custom")).as_deref(), Some("kept as is"));
+    assert_eq!(
+        srv_invite.header(HeaderName::Other("X-Custom")).as_deref(),
+        Some("kept as is")
+    );
     assert!(srv_invite.body().starts_with(b"v=0"));
-    assert_eq!(srv_invite.vias().len(), 1, "the caller's Via does not leak to the server");
+    assert_eq!(
+        srv_invite.vias().len(),
+        1,
+        "the caller's Via does not leak to the server"
+    );
     assert_eq!(net.core.active_calls(), 1);
 
     net.from_caller(&in_dialog("BYE", "call-1@caller", "z9hG4bKc1bye", &tag, 2));
@@ -184,8 +220,13 @@ fn basic_call_crosses_two_independent_legs() {
     assert_eq!(statuses(&sent, CALLER), vec![200]);
     assert_eq!(net.core.active_calls(), 0);
     let events = net.events();
-    assert!(events.contains(&CallEvent::CallAnswered { call_id: "call-1@caller".into() }));
-    assert!(events.contains(&CallEvent::CallEnded { call_id: "call-1@caller".into(), reason: "bye-caller".into() }));
+    assert!(events.contains(&CallEvent::CallAnswered {
+        call_id: "call-1@caller".into()
+    }));
+    assert!(events.contains(&CallEvent::CallEnded {
+        call_id: "call-1@caller".into(),
+        reason: "bye-caller".into()
+    }));
 }
 
 #[test]
@@ -207,7 +248,8 @@ fn bye_from_the_server_reaches_the_caller_in_its_own_dialog() {
     assert_eq!(to_caller.to_hdr().tag(), Some("c1"));
     assert_eq!(to_caller.request_uri(), Some("sip:caller@127.0.0.1:5061"));
     let ok = ResponseBuilder::new(to_caller, 200, "OK").build();
-    net.core.handle_message(net.now, ok, Peer::udp(addr(CALLER)));
+    net.core
+        .handle_message(net.now, ok, Peer::udp(addr(CALLER)));
     let sent = net.drain();
     assert_eq!(statuses(&sent, MS1), vec![200]);
     assert_eq!(net.core.active_calls(), 0);
@@ -221,7 +263,10 @@ fn a_503_is_retried_on_the_next_server_before_the_caller_sees_it() {
     let first = request_to(&sent, MS1, Method::Invite).clone();
     net.from_server(MS1, answer(&first, 503, "Service Unavailable", false));
     let sent = net.drain();
-    assert!(statuses(&sent, CALLER).is_empty(), "the caller sees nothing of the 503");
+    assert!(
+        statuses(&sent, CALLER).is_empty(),
+        "the caller sees nothing of the 503"
+    );
     let second = request_to(&sent, MS2, Method::Invite).clone();
     assert_ne!(second.call_id(), first.call_id());
     net.from_server(MS2, answer(&second, 200, "OK", true));
@@ -265,7 +310,12 @@ fn busy_is_relayed_to_the_caller() {
     net.from_server(MS1, answer(&inv, 486, "Busy Here", false));
     let sent = net.drain();
     assert_eq!(statuses(&sent, CALLER), vec![486]);
-    assert!(only_to(&sent, MS1).iter().any(|m| m.method() == Some(&Method::Ack)), "hop-by-hop ACK for the 486");
+    assert!(
+        only_to(&sent, MS1)
+            .iter()
+            .any(|m| m.method() == Some(&Method::Ack)),
+        "hop-by-hop ACK for the 486"
+    );
     assert_eq!(net.core.active_calls(), 0);
 }
 
@@ -335,7 +385,13 @@ fn garbage_is_counted_and_a_broken_request_gets_400() {
 #[test]
 fn in_dialog_request_for_an_unknown_dialog_gets_481() {
     let mut net = Net::new();
-    net.from_caller(&in_dialog("BYE", "nobody@caller", "z9hG4bKu1", "unknown", 2));
+    net.from_caller(&in_dialog(
+        "BYE",
+        "nobody@caller",
+        "z9hG4bKu1",
+        "unknown",
+        2,
+    ));
     assert_eq!(statuses(&net.drain(), CALLER), vec![481]);
 }
 
@@ -344,7 +400,10 @@ fn hold_reinvite_and_info_cross_the_call() {
     let mut net = Net::new();
     let (srv_invite, tag) = establish(&mut net, "call-9@caller");
     let reinvite = invite("call-9@caller", "z9hG4bKc9re", 70)
-        .replace("To: <sip:100@127.0.0.1:5060>", &format!("To: <sip:100@127.0.0.1:5060>;tag={tag}"))
+        .replace(
+            "To: <sip:100@127.0.0.1:5060>",
+            &format!("To: <sip:100@127.0.0.1:5060>;tag={tag}"),
+        )
         .replace("CSeq: 1 INVITE", "CSeq: 2 INVITE");
     net.from_caller(&reinvite);
     let sent = net.drain();
@@ -352,20 +411,45 @@ fn hold_reinvite_and_info_cross_the_call() {
     let srv_re = request_to(&sent, MS1, Method::Invite).clone();
     assert_eq!(srv_re.call_id(), srv_invite.call_id());
     assert_eq!(srv_re.cseq().seq, srv_invite.cseq().seq + 1);
-    assert_eq!(srv_re.request_uri(), Some("sip:100@127.0.0.1:5070"), "the server's Contact is the target");
+    assert_eq!(
+        srv_re.request_uri(),
+        Some("sip:100@127.0.0.1:5070"),
+        "the server's Contact is the target"
+    );
     net.from_server(MS1, answer(&srv_re, 200, "OK", true));
     assert_eq!(statuses(&net.drain(), CALLER), vec![200]);
-    net.from_caller(&in_dialog("ACK", "call-9@caller", "z9hG4bKc9reack", &tag, 2));
+    net.from_caller(&in_dialog(
+        "ACK",
+        "call-9@caller",
+        "z9hG4bKc9reack",
+        &tag,
+        2,
+    ));
     let sent = net.drain();
-    assert_eq!(request_to(&sent, MS1, Method::Ack).cseq().seq, srv_re.cseq().seq);
+    assert_eq!(
+        request_to(&sent, MS1, Method::Ack).cseq().seq,
+        srv_re.cseq().seq
+    );
 
-    net.from_caller(&in_dialog("INFO", "call-9@caller", "z9hG4bKc9info", &tag, 3));
+    net.from_caller(&in_dialog(
+        "INFO",
+        "call-9@caller",
+        "z9hG4bKc9info",
+        &tag,
+        3,
+    ));
     let sent = net.drain();
     let info = request_to(&sent, MS1, Method::Info).clone();
     net.from_server(MS1, answer(&info, 200, "OK", false));
     assert_eq!(statuses(&net.drain(), CALLER), vec![200]);
 
-    net.from_caller(&in_dialog("FOOBAR", "call-9@caller", "z9hG4bKc9foo", &tag, 4));
+    net.from_caller(&in_dialog(
+        "FOOBAR",
+        "call-9@caller",
+        "z9hG4bKc9foo",
+        &tag,
+        4,
+    ));
     let sent = net.drain();
     let foo = only_to(&sent, MS1)
         .into_iter()
@@ -387,13 +471,59 @@ fn a_server_that_stops_answering_probes_gets_no_new_calls() {
         }
     }
     let events = net.events();
-    assert!(events.contains(&CallEvent::ServerHealthChanged { server: "ms1".into(), up: false }), "{events:?}");
+    assert!(
+        events.contains(&CallEvent::ServerHealthChanged {
+            server: "ms1".into(),
+            up: false
+        }),
+        "{events:?}"
+    );
     let health = net.core.server_health();
-    assert_eq!(health.iter().map(|h| h.up).collect::<Vec<_>>(), vec![false, true]);
+    assert_eq!(
+        health.iter().map(|h| h.up).collect::<Vec<_>>(),
+        vec![false, true]
+    );
     for n in 0..2 {
-        net.from_caller(&invite(&format!("probe-{n}@caller"), &format!("z9hG4bKp{n}"), 70));
+        net.from_caller(&invite(
+            &format!("probe-{n}@caller"),
+            &format!("z9hG4bKp{n}"),
+            70,
+        ));
         let sent = net.drain();
-        assert!(only_to(&sent, MS1).iter().all(|m| m.method() != Some(&Method::Invite)));
+        assert!(only_to(&sent, MS1)
+            .iter()
+            .all(|m| m.method() != Some(&Method::Invite)));
         request_to(&sent, MS2, Method::Invite);
     }
+}
+
+#[test]
+fn a_large_invite_goes_over_tcp_and_falls_back_to_udp() {
+    let mut net = Net::new();
+    let padding = "x".repeat(1400);
+    let big = invite("big-1@caller", "z9hG4bKbig", 70)
+        .replace("X-Custom: kept as is", &format!("X-Pad: {padding}"));
+    net.from_caller(&big);
+    let sent = net.drain_transports();
+    let (dest, inv) = sent
+        .iter()
+        .find(|(_, m)| m.method() == Some(&Method::Invite))
+        .unwrap();
+    assert_eq!(dest.transport, Transport::Tcp, "RFC 3261 §18.1.1 size rule");
+    assert!(inv.top_via().transport == tandem_sip::TransportKind::Tcp);
+    let dest = *dest;
+    net.core.handle_transport_error(net.now, dest);
+    let sent = net.drain_transports();
+    let (dest, inv) = sent
+        .iter()
+        .find(|(_, m)| m.method() == Some(&Method::Invite))
+        .unwrap();
+    assert_eq!(
+        (dest.transport, dest.addr),
+        (Transport::Udp, addr(MS1)),
+        "same server, over UDP"
+    );
+    let inv = inv.clone();
+    net.from_server(MS1, answer(&inv, 200, "OK", true));
+    assert_eq!(statuses(&net.drain(), CALLER), vec![200]);
 }

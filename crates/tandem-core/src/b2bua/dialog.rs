@@ -10,14 +10,25 @@ use tandem_sip::{HeaderName, Message, Method, TransportKind};
 
 impl Core {
     /// A request carrying a To tag: it belongs to the leg whose local tag it names.
-    pub(super) fn on_in_dialog_request(&mut self, now: Instant, tx: TxId, msg: Message, from: Peer, tag: &str) {
+    pub(super) fn on_in_dialog_request(
+        &mut self,
+        now: Instant,
+        tx: TxId,
+        msg: Message,
+        from: Peer,
+        tag: &str,
+    ) {
         let Some(&(key, side)) = self.dialogs.get(tag) else {
             self.respond_simple(now, tx, &msg, 481, "Call/Transaction Does Not Exist");
             return;
         };
-        let Some(method) = msg.method().cloned() else { return };
+        let Some(method) = msg.method().cloned() else {
+            return;
+        };
         let cseq = msg.cseq().seq;
-        let Some(call) = self.calls.get_mut(&key) else { return };
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
         let leg = call.leg_mut(side);
         if leg.call_id != msg.call_id() {
             self.respond_simple(now, tx, &msg, 481, "Call/Transaction Does Not Exist");
@@ -35,7 +46,9 @@ impl Core {
         if method == Method::Invite {
             self.respond_simple(now, tx, &msg, 100, "Trying");
         }
-        let Some(call) = self.calls.get_mut(&key) else { return };
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
         let other = side.other();
         if call.leg(other).remote_tag.is_none() {
             if method == Method::Bye && side == Side::Caller {
@@ -51,7 +64,12 @@ impl Core {
             call.state = CallState::Terminating;
         }
         let rack = if method == Method::Prack {
-            rewrite_rack(&msg, call.invite_mapping.filter(|m| m.from_side == side).map(|m| m.to_cseq))
+            rewrite_rack(
+                &msg,
+                call.invite_mapping
+                    .filter(|m| m.from_side == side)
+                    .map(|m| m.to_cseq),
+            )
         } else {
             None
         };
@@ -59,20 +77,45 @@ impl Core {
         oleg.local_cseq += 1;
         let ocseq = oleg.local_cseq;
         if method == Method::Invite {
-            call.invite_mapping = Some(InviteMapping { from_side: side, from_cseq: cseq, to_cseq: ocseq });
+            call.invite_mapping = Some(InviteMapping {
+                from_side: side,
+                from_cseq: cseq,
+                to_cseq: ocseq,
+            });
         }
         let branch = self.ids.branch();
-        let Some(call) = self.calls.get(&key) else { return };
+        let Some(call) = self.calls.get(&key) else {
+            return;
+        };
         let oleg = call.leg(other);
-        let request = rewrite::relay_request(&self.me, &msg, oleg, &method, ocseq, &branch, rack.as_deref());
+        let request = rewrite::relay_request(
+            &self.me,
+            &msg,
+            oleg,
+            &method,
+            ocseq,
+            &branch,
+            rack.as_deref(),
+        );
         let dest = oleg.peer;
         tracing::debug!(call_id = %call.caller.call_id, method = method.as_str(), from_side = ?side, "relaying in-dialog request");
-        self.send_request(now, request, dest, TxRole::Relayed { call: key, from_side: side, origin: tx });
+        self.send_request(
+            now,
+            request,
+            dest,
+            TxRole::Relayed {
+                call: key,
+                from_side: side,
+                origin: tx,
+            },
+        );
     }
 
     /// BYE from the caller before the server answered: the server leg is cancelled.
     fn abort_setup(&mut self, now: Instant, key: CallKey) {
-        let Some(call) = self.calls.get_mut(&key) else { return };
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
         call.state = CallState::Cancelling;
         call.failover_generation += 1;
         let caller_tx = call.caller_invite_tx.take();
@@ -110,13 +153,16 @@ impl Core {
         let to_side = from_side.other();
         let cseq = msg.cseq();
         if let Some(call) = self.calls.get_mut(&key) {
-            if (200..300).contains(&code) && matches!(cseq.method, Method::Invite | Method::Update) {
+            if (200..300).contains(&code) && matches!(cseq.method, Method::Invite | Method::Update)
+            {
                 if let Some(contact) = msg.contacts().first() {
                     call.leg_mut(to_side).remote_target = contact.uri.raw.to_owned();
                 }
             }
         }
-        let Some(origin_request) = self.layer.request(origin).cloned() else { return };
+        let Some(origin_request) = self.layer.request(origin).cloned() else {
+            return;
+        };
         let transport = match origin_request.top_via().transport {
             TransportKind::Tcp | TransportKind::Tls => Transport::Tcp,
             _ => Transport::Udp,
@@ -124,7 +170,13 @@ impl Core {
         let answer = rewrite::relay_response(&self.me, &msg, &origin_request, "", transport);
         if code >= 200 {
             // Later 2xx retransmissions of this transaction only need our ACK again.
-            self.roles.insert(tx, TxRole::Answered { call: key, side: to_side });
+            self.roles.insert(
+                tx,
+                TxRole::Answered {
+                    call: key,
+                    side: to_side,
+                },
+            );
         }
         self.respond(now, origin, answer);
         if code >= 200 && cseq.method == Method::Bye {
@@ -137,8 +189,16 @@ impl Core {
     }
 
     /// The leg a request was relayed to never answered: 408 to the sender (a BYE still ends the call).
-    pub(super) fn on_relayed_timeout(&mut self, now: Instant, key: CallKey, from_side: Side, origin: TxId) {
-        let Some(origin_request) = self.layer.request(origin).cloned() else { return };
+    pub(super) fn on_relayed_timeout(
+        &mut self,
+        now: Instant,
+        key: CallKey,
+        from_side: Side,
+        origin: TxId,
+    ) {
+        let Some(origin_request) = self.layer.request(origin).cloned() else {
+            return;
+        };
         self.respond_simple(now, origin, &origin_request, 408, "Request Timeout");
         if origin_request.method() == Some(&Method::Bye) {
             let reason = match from_side {
@@ -158,8 +218,13 @@ impl Core {
         };
         let cseq = msg.cseq().seq;
         let branch = self.ids.branch();
-        let Some(call) = self.calls.get_mut(&key) else { return };
-        let Some(mapping) = call.invite_mapping.filter(|m| m.from_side == side && m.from_cseq == cseq) else {
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
+        let Some(mapping) = call
+            .invite_mapping
+            .filter(|m| m.from_side == side && m.from_cseq == cseq)
+        else {
             self.metrics.dropped += 1;
             return;
         };
@@ -173,15 +238,27 @@ impl Core {
             (Some(ct), false) => Some((ct.as_str(), &body[..])),
             _ => None,
         };
-        let ack = rewrite::leg_request(&self.me, call.leg(other), &Method::Ack, mapping.to_cseq, &branch, body_part);
+        let ack = rewrite::leg_request(
+            &self.me,
+            call.leg(other),
+            &Method::Ack,
+            mapping.to_cseq,
+            &branch,
+            body_part,
+        );
         let peer = call.leg(other).peer;
-        *call.sent_ack_mut(other) = Some(SentAck { cseq: mapping.to_cseq, payload: ack.clone() });
+        *call.sent_ack_mut(other) = Some(SentAck {
+            cseq: mapping.to_cseq,
+            payload: ack.clone(),
+        });
         self.layer.send_stateless(peer, ack);
     }
 
     /// A 2xx arrived again on `side`: re-send the ACK Tandem sent for it, if any.
     pub(super) fn resend_ack(&mut self, key: CallKey, side: Side, cseq: u32) {
-        let Some(call) = self.calls.get_mut(&key) else { return };
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
         let peer = call.leg(side).peer;
         if let Some(sent) = call.sent_ack_mut(side).as_ref().filter(|a| a.cseq == cseq) {
             let payload = sent.payload.clone();

@@ -73,7 +73,11 @@ enum TxRole {
     /// An INVITE Tandem gave up on (failover, cancel); a late 2xx is acknowledged and ended with BYE.
     Abandoned { peer: Peer },
     /// A request relayed from leg `from_side`, whose response goes back on server transaction `origin`.
-    Relayed { call: CallKey, from_side: Side, origin: TxId },
+    Relayed {
+        call: CallKey,
+        from_side: Side,
+        origin: TxId,
+    },
     /// A relayed request whose final response was already passed back; a 2xx retransmission on it
     /// gets the ACK Tandem sent on leg `side` again.
     Answered { call: CallKey, side: Side },
@@ -147,7 +151,12 @@ impl Core {
         }
         match self.layer.handle_incoming(now, msg, from) {
             Incoming::Request { tx, msg, from } => self.on_request(now, tx, msg, from),
-            Incoming::Cancel { tx, invite, msg, from } => self.on_cancel(now, tx, invite, &msg, from),
+            Incoming::Cancel {
+                tx,
+                invite,
+                msg,
+                from,
+            } => self.on_cancel(now, tx, invite, &msg, from),
             Incoming::Ack { msg, .. } => self.on_ack(now, &msg),
             Incoming::Response { tx, msg } => self.on_response(now, tx, msg),
             Incoming::StrayResponse { msg, from } => {
@@ -192,8 +201,18 @@ impl Core {
     }
 
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let failover = self.failover_timers.peek().map(|Reverse((when, _, _))| *when);
-        [self.layer.poll_timeout(), failover, self.next_probe_deadline()].into_iter().flatten().min()
+        let failover = self
+            .failover_timers
+            .peek()
+            .map(|Reverse((when, _, _))| *when);
+        [
+            self.layer.poll_timeout(),
+            failover,
+            self.next_probe_deadline(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
@@ -266,7 +285,10 @@ impl Core {
                 let answer = b.build();
                 self.respond(now, tx, answer);
             }
-            (None, Some(Method::Bye | Method::Prack | Method::Update | Method::Info | Method::Notify)) => {
+            (
+                None,
+                Some(Method::Bye | Method::Prack | Method::Update | Method::Info | Method::Notify),
+            ) => {
                 self.respond_simple(now, tx, &msg, 481, "Call/Transaction Does Not Exist");
             }
             (None, _) => {
@@ -286,9 +308,11 @@ impl Core {
         match role {
             TxRole::ServerInvite { call } => self.on_server_invite_response(now, tx, call, msg),
             TxRole::Abandoned { peer } => self.on_abandoned_response(now, tx, &msg, peer),
-            TxRole::Relayed { call, from_side, origin } => {
-                self.on_relayed_response(now, tx, call, from_side, origin, msg)
-            }
+            TxRole::Relayed {
+                call,
+                from_side,
+                origin,
+            } => self.on_relayed_response(now, tx, call, from_side, origin, msg),
             TxRole::Probe { server } => self.on_probe_response(tx, server, &msg),
             TxRole::Answered { call, side } => {
                 if msg.status().is_some_and(|c| (200..300).contains(&c)) {
@@ -300,23 +324,38 @@ impl Core {
     }
 
     fn on_client_timeout(&mut self, now: Instant, tx: TxId) {
-        let Some(role) = self.roles.get(&tx).cloned() else { return };
+        let Some(role) = self.roles.get(&tx).cloned() else {
+            return;
+        };
         match role {
             TxRole::ServerInvite { call } => self.on_server_invite_failed(now, call, "timeout"),
-            TxRole::Relayed { call, from_side, origin } => {
-                self.on_relayed_timeout(now, call, from_side, origin)
-            }
+            TxRole::Relayed {
+                call,
+                from_side,
+                origin,
+            } => self.on_relayed_timeout(now, call, from_side, origin),
             TxRole::Probe { server } => self.on_probe_failed(tx, server),
-            TxRole::Abandoned { .. } | TxRole::Answered { .. } | TxRole::Own | TxRole::CallerInvite { .. } => {}
+            TxRole::Abandoned { .. }
+            | TxRole::Answered { .. }
+            | TxRole::Own
+            | TxRole::CallerInvite { .. } => {}
         }
     }
 
     /// A final response Tandem sent on server transaction `tx` was never acknowledged.
     fn on_no_ack(&mut self, now: Instant, tx: TxId) {
-        let Some(call) = self.calls.values().find(|c| c.caller_invite_tx == Some(tx)).map(|c| c.key) else {
+        let Some(call) = self
+            .calls
+            .values()
+            .find(|c| c.caller_invite_tx == Some(tx))
+            .map(|c| c.key)
+        else {
             return;
         };
-        tracing::info!(call = call, "caller never acknowledged the answer; ending the call");
+        tracing::info!(
+            call = call,
+            "caller never acknowledged the answer; ending the call"
+        );
         self.hang_up_both(now, call, "no-ack");
     }
 
@@ -343,7 +382,13 @@ impl Core {
     }
 
     /// Starts a client transaction with a request Tandem built.
-    fn send_request(&mut self, now: Instant, request: Bytes, dest: Peer, role: TxRole) -> Option<TxId> {
+    fn send_request(
+        &mut self,
+        now: Instant,
+        request: Bytes,
+        dest: Peer,
+        role: TxRole,
+    ) -> Option<TxId> {
         match Message::parse(request) {
             Ok(msg) => {
                 let tx = self.layer.start_client(now, msg, dest);
@@ -367,12 +412,17 @@ impl Core {
 
     /// Removes a call and everything that points at it.
     fn end_call(&mut self, call: CallKey, reason: &str) {
-        let Some(c) = self.calls.remove(&call) else { return };
+        let Some(c) = self.calls.remove(&call) else {
+            return;
+        };
         self.dialogs.remove(&c.caller.local_tag);
         self.dialogs.remove(&c.server.local_tag);
         self.pool.call_ended(c.server_index);
         tracing::info!(call_id = %c.caller.call_id, reason, "call ended");
-        self.emit(CallEvent::CallEnded { call_id: c.caller.call_id, reason: reason.to_owned() });
+        self.emit(CallEvent::CallEnded {
+            call_id: c.caller.call_id,
+            reason: reason.to_owned(),
+        });
     }
 
     /// Ends a call from Tandem's side: BYE on every leg that has a confirmed dialog.
@@ -384,7 +434,9 @@ impl Core {
     }
 
     fn send_own_bye(&mut self, now: Instant, call: CallKey, side: Side) {
-        let Some(c) = self.calls.get_mut(&call) else { return };
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
         let leg = c.leg_mut(side);
         if leg.remote_tag.is_none() {
             return;
@@ -392,14 +444,17 @@ impl Core {
         leg.local_cseq += 1;
         let (cseq, peer) = (leg.local_cseq, leg.peer);
         let branch = self.ids.branch();
-        let Some(c) = self.calls.get(&call) else { return };
+        let Some(c) = self.calls.get(&call) else {
+            return;
+        };
         let bye = rewrite::leg_request(&self.me, c.leg(side), &Method::Bye, cseq, &branch, None);
         self.send_request(now, bye, peer, TxRole::Own);
     }
 }
 
 /// Methods Tandem relays.
-const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, PRACK, UPDATE, INFO, NOTIFY, REFER, MESSAGE";
+const ALLOW: &str =
+    "INVITE, ACK, CANCEL, BYE, OPTIONS, PRACK, UPDATE, INFO, NOTIFY, REFER, MESSAGE";
 
 fn class(code: u16) -> usize {
     usize::from((code / 100).clamp(1, 6))
@@ -418,7 +473,9 @@ fn bad_request_answer(raw: &[u8], why: &str) -> Option<Bytes> {
     out.push_str("SIP/2.0 400 Bad Request\r\n");
     let mut found = [false; 5];
     for line in lines.take_while(|l| !l.is_empty()) {
-        let Some((name, _)) = line.split_once(':') else { continue };
+        let Some((name, _)) = line.split_once(':') else {
+            continue;
+        };
         let idx = match HeaderName::parse(name.trim()) {
             HeaderName::Via => 0,
             HeaderName::From => 1,

@@ -23,14 +23,24 @@ impl Core {
             }
             let config = state.config.clone();
             let uri = format!("sip:{}", config.addr);
-            let peer = Peer { transport: config.transport, addr: config.addr, conn: None };
+            let peer = Peer {
+                transport: config.transport,
+                addr: config.addr,
+                conn: None,
+            };
             let mut b = RequestBuilder::new(&Method::Options, &uri);
-            b.header(HeaderName::Via, &self.me.via(config.transport, &self.ids.branch()))
-                .header(HeaderName::MaxForwards, "70")
-                .header(HeaderName::From, &format!("<sip:tandem@{}>;tag={}", self.me.advertised, self.ids.tag()))
-                .header(HeaderName::To, &format!("<{uri}>"))
-                .header(HeaderName::CallId, &self.ids.call_id())
-                .header(HeaderName::CSeq, "1 OPTIONS");
+            b.header(
+                HeaderName::Via,
+                &self.me.via(config.transport, &self.ids.branch()),
+            )
+            .header(HeaderName::MaxForwards, "70")
+            .header(
+                HeaderName::From,
+                &format!("<sip:tandem@{}>;tag={}", self.me.advertised, self.ids.tag()),
+            )
+            .header(HeaderName::To, &format!("<{uri}>"))
+            .header(HeaderName::CallId, &self.ids.call_id())
+            .header(HeaderName::CSeq, "1 OPTIONS");
             let request = b.build();
             let tx = self.send_request(now, request, peer, TxRole::Probe { server });
             let s = self.pool.server_mut(server);
@@ -58,7 +68,11 @@ impl Core {
         }
         self.pool.server_mut(server).probe_in_flight = None;
         // Any answer below 500 proves the server's SIP stack is alive; 5xx means it refuses work.
-        let changed = if code < 500 { self.pool.record_success(server) } else { self.pool.record_failure(server) };
+        let changed = if code < 500 {
+            self.pool.record_success(server)
+        } else {
+            self.pool.record_failure(server)
+        };
         if let Some(up) = changed {
             self.health_changed(server, up);
         }

@@ -39,7 +39,13 @@ impl SelfAddress {
     /// A Via value for a request Tandem sends with `branch`.
     pub fn via(&self, transport: Transport, branch: &str) -> String {
         let mut v = String::with_capacity(64);
-        let _ = write!(v, "SIP/2.0/{} {};branch={};rport", transport.via_token(), self.advertised, branch);
+        let _ = write!(
+            v,
+            "SIP/2.0/{} {};branch={};rport",
+            transport.via_token(),
+            self.advertised,
+            branch
+        );
         v
     }
 }
@@ -84,10 +90,17 @@ pub fn relay_request(
 /// The response `incoming` (to a request Tandem relayed) rewritten as the response to `origin`, the
 /// request Tandem received on the other leg. `local_party` is Tandem's To value on the origin leg,
 /// used when the origin request carried no To tag (a dialog-creating INVITE).
-pub fn relay_response(me: &SelfAddress, incoming: &Message, origin: &Message, local_party: &str, transport: Transport) -> Bytes {
+pub fn relay_response(
+    me: &SelfAddress,
+    incoming: &Message,
+    origin: &Message,
+    local_party: &str,
+    transport: Transport,
+) -> Bytes {
     let vias = joined(origin, HeaderName::Via);
     let mut ed = incoming.edit();
-    ed.set(HeaderName::Via, &vias).remove_all(HeaderName::RecordRoute);
+    ed.set(HeaderName::Via, &vias)
+        .remove_all(HeaderName::RecordRoute);
     copy_header(&mut ed, origin, HeaderName::From);
     if origin.to_hdr().tag().is_some() {
         copy_header(&mut ed, origin, HeaderName::To);

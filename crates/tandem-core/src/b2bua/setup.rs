@@ -5,7 +5,10 @@ use super::{CallEvent, Core, TxRole};
 use crate::call::{Call, CallKey, CallState, InviteMapping, Leg, Side};
 use crate::pool::ServerIndex;
 use crate::transaction::TxId;
-use crate::Peer;
+use crate::{Peer, Transport};
+
+/// RFC 3261 §18.1.1: requests larger than this are not sent over UDP when TCP is available.
+const UDP_SIZE_LIMIT: usize = 1300;
 use std::cmp::Reverse;
 use std::time::Instant;
 use tandem_sip::{HeaderName, Message, Method, ResponseBuilder, Uri};
@@ -16,7 +19,8 @@ impl Core {
         if self.draining || self.calls.len() >= self.config.max_calls {
             self.metrics.calls_failed_total += 1;
             let mut b = ResponseBuilder::new(&msg, 503, "Service Unavailable");
-            b.to_tag(&self.ids.tag()).header(HeaderName::Other("Retry-After"), "5");
+            b.to_tag(&self.ids.tag())
+                .header(HeaderName::Other("Retry-After"), "5");
             let answer = b.build();
             self.respond(now, tx, answer);
             return;
@@ -31,8 +35,11 @@ impl Core {
         let cseq = msg.cseq().seq;
         self.metrics.calls_total += 1;
         tracing::info!(call_id = %caller.call_id, peer = %from.addr, "new call");
-        self.emit(CallEvent::CallCreated { call_id: caller.call_id.clone() });
-        self.dialogs.insert(caller.local_tag.clone(), (key, Side::Caller));
+        self.emit(CallEvent::CallCreated {
+            call_id: caller.call_id.clone(),
+        });
+        self.dialogs
+            .insert(caller.local_tag.clone(), (key, Side::Caller));
         let placeholder = caller.clone();
         self.calls.insert(
             key,
@@ -47,10 +54,15 @@ impl Core {
                 server_invite_tx: None,
                 server_responded: false,
                 initial_invite: msg,
-                invite_mapping: Some(InviteMapping { from_side: Side::Caller, from_cseq: cseq, to_cseq: 0 }),
+                invite_mapping: Some(InviteMapping {
+                    from_side: Side::Caller,
+                    from_cseq: cseq,
+                    to_cseq: 0,
+                }),
                 server_ack: None,
                 caller_ack: None,
                 failover_generation: 0,
+                tcp_for_size: false,
             },
         );
         self.roles.insert(tx, TxRole::CallerInvite { call: key });
@@ -72,20 +84,28 @@ impl Core {
             local_cseq: 0,
             remote_cseq: Some(msg.cseq().seq),
             remote_target,
-            route_set: msg.record_routes().iter().map(|r| format!("<{}>{}", r.uri.raw, r.params)).collect(),
+            route_set: msg
+                .record_routes()
+                .iter()
+                .map(|r| format!("<{}>{}", r.uri.raw, r.params))
+                .collect(),
             peer: from,
         })
     }
 
     /// Sends the call's INVITE to the next untried server that is up; 503 to the caller when none is.
     fn try_next_server(&mut self, now: Instant, key: CallKey) {
-        let Some(call) = self.calls.get(&key) else { return };
+        let Some(call) = self.calls.get(&key) else {
+            return;
+        };
         let tried = call.tried.clone();
         let Some(server) = self.pool.select(&tried) else {
             self.reject_caller(now, key, 503, "Service Unavailable", "no-server");
             return;
         };
-        let Some(call) = self.calls.get_mut(&key) else { return };
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
         let previous = call.server_index;
         call.server_index = server;
         call.tried.push(server);
@@ -94,7 +114,9 @@ impl Core {
         }
         self.pool.call_started(server);
         let leg = self.server_leg(key, server);
-        let Some(call) = self.calls.get_mut(&key) else { return };
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
         let old_tag = std::mem::replace(&mut call.server, leg).local_tag;
         if previous != usize::MAX {
             self.dialogs.remove(&old_tag);
@@ -105,43 +127,93 @@ impl Core {
         let server_tag = call.server.local_tag.clone();
         let caller_call_id = call.caller.call_id.clone();
         self.dialogs.insert(server_tag, (key, Side::Server));
+        let name = self.pool.server(server).config.name.clone();
+        tracing::info!(call_id = %caller_call_id, server = %name, "server chosen");
+        self.emit(CallEvent::ServerChosen {
+            call_id: caller_call_id,
+            server: name,
+        });
+        self.send_server_invite(now, key, generation, true);
+    }
+
+    /// Sends the call's INVITE on its current server leg. RFC 3261 §18.1.1: a request larger than
+    /// 1300 bytes bound for UDP goes over TCP instead (when `size_rule` and TCP is enabled); should that
+    /// attempt fail, the INVITE is sent again over UDP to the same server.
+    fn send_server_invite(&mut self, now: Instant, key: CallKey, generation: u64, size_rule: bool) {
         let branch = self.ids.branch();
-        let Some(call) = self.calls.get_mut(&key) else { return };
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
         call.server.local_cseq = 1;
         if let Some(m) = call.invite_mapping.as_mut() {
             m.to_cseq = 1;
         }
-        let invite =
-            rewrite::relay_request(&self.me, &call.initial_invite, &call.server, &Method::Invite, 1, &branch, None);
+        let mut invite = rewrite::relay_request(
+            &self.me,
+            &call.initial_invite,
+            &call.server,
+            &Method::Invite,
+            1,
+            &branch,
+            None,
+        );
+        call.tcp_for_size = false;
+        if size_rule
+            && self.config.tcp
+            && call.server.peer.transport == Transport::Udp
+            && invite.len() > UDP_SIZE_LIMIT
+        {
+            call.server.peer.transport = Transport::Tcp;
+            call.tcp_for_size = true;
+            invite = rewrite::relay_request(
+                &self.me,
+                &call.initial_invite,
+                &call.server,
+                &Method::Invite,
+                1,
+                &branch,
+                None,
+            );
+        }
         let dest = call.server.peer;
-        let name = self.pool.server(server).config.name.clone();
-        tracing::info!(call_id = %caller_call_id, server = %name, "server chosen");
-        self.emit(CallEvent::ServerChosen { call_id: caller_call_id, server: name });
-        if let Some(stx) = self.send_request(now, invite, dest, TxRole::ServerInvite { call: key }) {
+        if let Some(stx) = self.send_request(now, invite, dest, TxRole::ServerInvite { call: key })
+        {
             if let Some(call) = self.calls.get_mut(&key) {
                 call.server_invite_tx = Some(stx);
             }
             let deadline = now + self.config.server_invite_timeout;
-            self.failover_timers.push(Reverse((deadline, key, generation)));
+            self.failover_timers
+                .push(Reverse((deadline, key, generation)));
         }
     }
 
     /// A fresh server leg toward `server` for call `key`.
     fn server_leg(&mut self, key: CallKey, server: ServerIndex) -> Leg {
         let config = &self.pool.server(server).config;
-        let peer = Peer { transport: config.transport, addr: config.addr, conn: None };
+        let peer = Peer {
+            transport: config.transport,
+            addr: config.addr,
+            conn: None,
+        };
         let (user, display, from_uri) = match self.calls.get(&key) {
             Some(call) => {
                 let invite = &call.initial_invite;
-                let user = invite.request_uri().and_then(|u| Uri::parse(u).ok()).and_then(|u| u.user);
+                let user = invite
+                    .request_uri()
+                    .and_then(|u| Uri::parse(u).ok())
+                    .and_then(|u| u.user);
                 let from = invite.from_hdr();
-                (user.map(str::to_owned), from.display.map(str::to_owned), from.uri.raw.to_owned())
+                (
+                    user.map(str::to_owned),
+                    from.display.map(str::to_owned),
+                    from.uri.raw.to_owned(),
+                )
             }
             None => (None, None, String::new()),
         };
         let transport_param = match peer.transport {
-            crate::Transport::Udp => "",
-            crate::Transport::Tcp => ";transport=tcp",
+            Transport::Udp => "",
+            Transport::Tcp => ";transport=tcp",
         };
         let target = match user {
             Some(user) => format!("sip:{user}@{}{transport_param}", peer.addr),
@@ -163,9 +235,17 @@ impl Core {
     }
 
     /// A response to the INVITE toward the current server.
-    pub(super) fn on_server_invite_response(&mut self, now: Instant, tx: TxId, key: CallKey, msg: Message) {
+    pub(super) fn on_server_invite_response(
+        &mut self,
+        now: Instant,
+        tx: TxId,
+        key: CallKey,
+        msg: Message,
+    ) {
         let Some(code) = msg.status() else { return };
-        let Some(call) = self.calls.get_mut(&key) else { return };
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
         if call.server_invite_tx != Some(tx) {
             // A 2xx retransmission after the transaction completed: re-send our ACK.
             if (200..300).contains(&code) {
@@ -187,14 +267,19 @@ impl Core {
             self.on_server_invite_failed(now, key, "503");
             return;
         }
-        let Some(call) = self.calls.get_mut(&key) else { return };
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
         // The server's tag, target and route set (RFC 3261 §12.1.2) from every dialog-creating response.
         if code < 300 || (101..200).contains(&code) {
             let to = msg.to_hdr();
             if let Some(tag) = to.tag() {
                 if call.server.remote_tag.as_deref() != Some(tag) {
                     call.server.remote_tag = Some(tag.to_owned());
-                    call.server.remote_party = msg.header(HeaderName::To).map(|t| t.into_owned()).unwrap_or_default();
+                    call.server.remote_party = msg
+                        .header(HeaderName::To)
+                        .map(|t| t.into_owned())
+                        .unwrap_or_default();
                 }
             }
             if let Some(contact) = msg.contacts().first() {
@@ -202,7 +287,11 @@ impl Core {
             }
             let rr = msg.record_routes();
             if !rr.is_empty() {
-                call.server.route_set = rr.iter().rev().map(|r| format!("<{}>{}", r.uri.raw, r.params)).collect();
+                call.server.route_set = rr
+                    .iter()
+                    .rev()
+                    .map(|r| format!("<{}>{}", r.uri.raw, r.params))
+                    .collect();
             }
         }
         let Some(caller_tx) = call.caller_invite_tx else {
@@ -218,9 +307,19 @@ impl Core {
             }
             return;
         };
-        let Some(origin) = self.layer.request(caller_tx).cloned() else { return };
-        let Some(call) = self.calls.get(&key) else { return };
-        let answer = rewrite::relay_response(&self.me, &msg, &origin, &call.caller.local_party, call.caller.peer.transport);
+        let Some(origin) = self.layer.request(caller_tx).cloned() else {
+            return;
+        };
+        let Some(call) = self.calls.get(&key) else {
+            return;
+        };
+        let answer = rewrite::relay_response(
+            &self.me,
+            &msg,
+            &origin,
+            &call.caller.local_party,
+            call.caller.peer.transport,
+        );
         if code >= 200 {
             let call_id = call.caller.call_id.clone();
             if let Some(call) = self.calls.get_mut(&key) {
@@ -248,7 +347,9 @@ impl Core {
 
     /// The current server failed the INVITE (503, timeout, silence): try the next server.
     pub(super) fn on_server_invite_failed(&mut self, now: Instant, key: CallKey, why: &str) {
-        let Some(call) = self.calls.get_mut(&key) else { return };
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
         let server = call.server_index;
         if let Some(stx) = call.server_invite_tx.take() {
             let peer = call.server.peer;
@@ -256,6 +357,14 @@ impl Core {
         }
         if call.caller_invite_tx.is_none() {
             self.end_call(key, "cancel");
+            return;
+        }
+        if call.tcp_for_size && !call.server_responded {
+            // TCP was only chosen for the size rule and did not work: same server over UDP.
+            call.server.peer.transport = Transport::Udp;
+            call.failover_generation += 1;
+            let generation = call.failover_generation;
+            self.send_server_invite(now, key, generation, false);
             return;
         }
         if server != usize::MAX {
@@ -269,8 +378,13 @@ impl Core {
     }
 
     pub(super) fn on_failover_timer(&mut self, now: Instant, key: CallKey, generation: u64) {
-        let Some(call) = self.calls.get(&key) else { return };
-        if call.failover_generation != generation || call.server_responded || call.server_invite_tx.is_none() {
+        let Some(call) = self.calls.get(&key) else {
+            return;
+        };
+        if call.failover_generation != generation
+            || call.server_responded
+            || call.server_invite_tx.is_none()
+        {
             return;
         }
         self.on_server_invite_failed(now, key, "no-response");
@@ -278,7 +392,9 @@ impl Core {
 
     /// Tells the caller no call could be set up, and forgets the call.
     fn reject_caller(&mut self, now: Instant, key: CallKey, code: u16, reason: &str, why: &str) {
-        let Some(call) = self.calls.get_mut(&key) else { return };
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
         if let Some(caller_tx) = call.caller_invite_tx.take() {
             let origin = call.initial_invite.clone();
             let mut b = ResponseBuilder::new(&origin, code, reason);
@@ -291,19 +407,32 @@ impl Core {
     }
 
     /// CANCEL from the caller (§9.2): 200 for the CANCEL, 487 for the INVITE, CANCEL toward the server.
-    pub(super) fn on_cancel(&mut self, now: Instant, tx: TxId, invite: Option<TxId>, msg: &Message, _from: Peer) {
+    pub(super) fn on_cancel(
+        &mut self,
+        now: Instant,
+        tx: TxId,
+        invite: Option<TxId>,
+        msg: &Message,
+        _from: Peer,
+    ) {
         let call = invite.and_then(|itx| match self.roles.get(&itx) {
             Some(TxRole::CallerInvite { call }) => Some(*call),
             _ => None,
         });
         let Some(key) = call else {
             let code = if invite.is_some() { 200 } else { 481 };
-            let reason = if code == 200 { "OK" } else { "Call/Transaction Does Not Exist" };
+            let reason = if code == 200 {
+                "OK"
+            } else {
+                "Call/Transaction Does Not Exist"
+            };
             self.respond_simple(now, tx, msg, code, reason);
             return;
         };
         self.respond_simple(now, tx, msg, 200, "OK");
-        let Some(call) = self.calls.get_mut(&key) else { return };
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
         if call.state != CallState::Trying {
             return; // already answered: the CANCEL has no effect (§9.2)
         }
@@ -330,14 +459,26 @@ impl Core {
     }
 
     /// A response to an INVITE Tandem gave up on: a 2xx gets ACK and BYE so no orphan call remains.
-    pub(super) fn on_abandoned_response(&mut self, now: Instant, tx: TxId, msg: &Message, peer: Peer) {
+    pub(super) fn on_abandoned_response(
+        &mut self,
+        now: Instant,
+        tx: TxId,
+        msg: &Message,
+        peer: Peer,
+    ) {
         let Some(code) = msg.status() else { return };
         if !(200..300).contains(&code) {
             return;
         }
-        let Some(invite) = self.layer.request(tx).cloned() else { return };
-        let Some(from) = invite.header(HeaderName::From) else { return };
-        let Some(to) = msg.header(HeaderName::To) else { return };
+        let Some(invite) = self.layer.request(tx).cloned() else {
+            return;
+        };
+        let Some(from) = invite.header(HeaderName::From) else {
+            return;
+        };
+        let Some(to) = msg.header(HeaderName::To) else {
+            return;
+        };
         let target = msg.contacts().first().map(|c| c.uri.raw.to_owned());
         let leg = Leg {
             call_id: invite.call_id().to_owned(),
@@ -347,24 +488,49 @@ impl Core {
             remote_party: to.into_owned(),
             local_cseq: invite.cseq().seq,
             remote_cseq: None,
-            remote_target: target.unwrap_or_else(|| invite.request_uri().unwrap_or_default().to_owned()),
-            route_set: msg.record_routes().iter().rev().map(|r| format!("<{}>{}", r.uri.raw, r.params)).collect(),
+            remote_target: target
+                .unwrap_or_else(|| invite.request_uri().unwrap_or_default().to_owned()),
+            route_set: msg
+                .record_routes()
+                .iter()
+                .rev()
+                .map(|r| format!("<{}>{}", r.uri.raw, r.params))
+                .collect(),
             peer,
         };
-        let ack = rewrite::leg_request(&self.me, &leg, &Method::Ack, leg.local_cseq, &self.ids.branch(), None);
+        let ack = rewrite::leg_request(
+            &self.me,
+            &leg,
+            &Method::Ack,
+            leg.local_cseq,
+            &self.ids.branch(),
+            None,
+        );
         self.layer.send_stateless(peer, ack);
-        let bye = rewrite::leg_request(&self.me, &leg, &Method::Bye, leg.local_cseq + 1, &self.ids.branch(), None);
+        let bye = rewrite::leg_request(
+            &self.me,
+            &leg,
+            &Method::Bye,
+            leg.local_cseq + 1,
+            &self.ids.branch(),
+            None,
+        );
         self.send_request(now, bye, peer, TxRole::Own);
     }
 
     /// ACK for the server's 2xx when the caller will never send one (the caller cancelled).
     fn ack_server_2xx(&mut self, key: CallKey, _response: &Message) {
         let branch = self.ids.branch();
-        let Some(call) = self.calls.get_mut(&key) else { return };
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
         let cseq = call.server.local_cseq;
         let ack = rewrite::leg_request(&self.me, &call.server, &Method::Ack, cseq, &branch, None);
         let peer = call.server.peer;
-        call.server_ack = Some(crate::call::SentAck { cseq, payload: ack.clone() });
+        call.server_ack = Some(crate::call::SentAck {
+            cseq,
+            payload: ack.clone(),
+        });
         self.layer.send_stateless(peer, ack);
     }
 
