@@ -55,7 +55,10 @@ fn config_error(path: Option<&Path>, error: &ConfigError) -> ExitCode {
 
 fn serve(config: Config) -> ExitCode {
     tandem::init_logging(&config.log_level);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    // One thread: the core task owns all call state and is the hot path; transport and admin tasks
+    // are light. A single-threaded runtime saves the cross-thread wake-ups a work-stealing
+    // scheduler pays per message.
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {
