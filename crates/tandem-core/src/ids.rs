@@ -21,7 +21,10 @@ impl Default for IdGenerator {
     fn default() -> Self {
         let mut hasher = RandomState::new().build_hasher();
         hasher.write_u64(0x7a6e_6465_6d00_0001);
-        IdGenerator { prefix: hasher.finish(), counter: 0 }
+        IdGenerator {
+            prefix: hasher.finish(),
+            counter: 0,
+        }
     }
 }
 

@@ -48,10 +48,18 @@ pub struct Peer {
 
 impl Peer {
     pub fn udp(addr: SocketAddr) -> Peer {
-        Peer { transport: Transport::Udp, addr, conn: None }
+        Peer {
+            transport: Transport::Udp,
+            addr,
+            conn: None,
+        }
     }
     pub fn tcp(addr: SocketAddr, conn: Option<ConnId>) -> Peer {
-        Peer { transport: Transport::Tcp, addr, conn }
+        Peer {
+            transport: Transport::Tcp,
+            addr,
+            conn,
+        }
     }
 }
 

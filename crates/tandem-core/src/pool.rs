@@ -46,7 +46,11 @@ impl Pool {
                 probe_in_flight: None,
             })
             .collect();
-        Pool { servers, probe, tie_cursor: 0 }
+        Pool {
+            servers,
+            probe,
+            tie_cursor: 0,
+        }
     }
 
     pub fn probe_config(&self) -> ProbeConfig {
