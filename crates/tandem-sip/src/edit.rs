@@ -227,7 +227,11 @@ impl<'m> Editor<'m> {
     /// Max-Forwards − 1 (70 when absent, appended). Caller answers 483 itself when it was 0.
     pub fn decrement_max_forwards(&mut self) -> &mut Self {
         let mut buf = [0u8; 20];
-        let n = self.msg.max_forwards().map_or(70, |m| m.saturating_sub(1));
+        let current = self.position(HeaderName::MaxForwards).and_then(|i| {
+            let line = self.lines.as_slice()[i];
+            crate::lex::parse_u32(self.line_value(&line))
+        });
+        let n = current.map_or(70, |m| m.saturating_sub(1));
         let text = fmt_u64(u64::from(n), &mut buf);
         let text = std::str::from_utf8(text).unwrap_or("0");
         self.set(HeaderName::MaxForwards, text)

@@ -142,9 +142,13 @@ fn is_word_char(b: u8) -> bool {
     is_token_char(b) || b"()<>:\\\"/[]?{}".contains(&b)
 }
 
+/// `SIP/` in any case (so byte 4 is a char boundary).
+fn starts_with_sip_slash(v: &str) -> bool {
+    v.len() >= 4 && v.as_bytes()[..4].eq_ignore_ascii_case(b"SIP/")
+}
+
 fn parse_version(v: &str) -> Result<(), ParseError> {
-    let ok_grammar = v.len() > 4
-        && v[..4].eq_ignore_ascii_case("SIP/")
+    let ok_grammar = starts_with_sip_slash(v)
         && v[4..].split_once('.').is_some_and(|(a, b)| {
             !a.is_empty()
                 && !b.is_empty()
@@ -164,7 +168,7 @@ fn parse_start(line: &str, offset: usize) -> Result<Start, ParseError> {
     let sp = line.find(' ').ok_or(ParseError::StartLine)?;
     let first = &line[..sp];
     let rest = &line[sp + 1..];
-    if first.len() >= 4 && first[..4].eq_ignore_ascii_case("SIP/") {
+    if starts_with_sip_slash(first) {
         parse_version(first)?;
         let (code, reason) = match rest.split_once(' ') {
             Some((c, r)) => (c, r),
