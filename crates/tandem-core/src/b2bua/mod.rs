@@ -495,5 +495,7 @@ fn bad_request_answer(raw: &[u8], why: &str) -> Option<Bytes> {
     out.push_str("Warning: 399 tandem \"");
     out.push_str(&reason.replace('"', "'"));
     out.push_str("\"\r\nContent-Length: 0\r\n\r\n");
-    Some(Bytes::from(out))
+    // Only a well-formed answer is sent: headers too broken to copy leave the request unanswered.
+    let answer = Bytes::from(out);
+    Message::parse(answer.clone()).ok().map(|_| answer)
 }
