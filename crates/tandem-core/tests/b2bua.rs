@@ -349,3 +349,90 @@ fn a_large_invite_goes_over_tcp_and_falls_back_to_udp() {
     net.from_server(MS1, answer(&inv, 200, "OK", true));
     assert_eq!(statuses(&net.drain(), CALLER), vec![200]);
 }
+
+#[test]
+fn reliable_provisional_and_prack_cross_the_call() {
+    let mut net = Net::new();
+    let offer = invite("prack-1@caller", "z9hG4bKpr1", 70)
+        .replace("X-Custom: kept as is", "Supported: 100rel")
+        .replace("CSeq: 1 INVITE", "CSeq: 10 INVITE");
+    net.from_caller(&offer);
+    let sent = net.drain();
+    let inv = request_to(&sent, MS1, Method::Invite).clone();
+    assert_eq!(inv.header(HeaderName::Supported).as_deref(), Some("100rel"));
+    let mut b = ResponseBuilder::new(&inv, 183, "Session Progress");
+    b.to_tag("srv1")
+        .header(HeaderName::Contact, "<sip:100@127.0.0.1:5070>")
+        .header(HeaderName::Require, "100rel")
+        .header(HeaderName::RSeq, "1")
+        .body("application/sdp", b"v=0\r\no=ms 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 20000 RTP/AVP 8\r\n");
+    net.from_server(MS1, b.build());
+    let sent = net.drain();
+    let early = only_to(&sent, CALLER)
+        .into_iter()
+        .find(|m| m.status() == Some(183))
+        .unwrap();
+    assert_eq!(early.header(HeaderName::RSeq).as_deref(), Some("1"));
+    assert_eq!(early.header(HeaderName::Require).as_deref(), Some("100rel"));
+    assert!(
+        early.body().starts_with(b"v=0"),
+        "early media SDP is relayed"
+    );
+    let tag = early.to_hdr().tag().unwrap().to_owned();
+
+    let prack = in_dialog("PRACK", "prack-1@caller", "z9hG4bKpr1prack", &tag, 11)
+        .replace("Max-Forwards: 70", "RAck: 1 10 INVITE\r\nMax-Forwards: 70");
+    net.from_caller(&prack);
+    let sent = net.drain();
+    let srv_prack = request_to(&sent, MS1, Method::Prack).clone();
+    assert_eq!(
+        srv_prack.header(HeaderName::RAck).as_deref(),
+        Some("1 1 INVITE"),
+        "RAck names the server leg's INVITE"
+    );
+    assert_eq!(srv_prack.to_hdr().tag(), Some("srv1"));
+    net.from_server(MS1, answer(&srv_prack, 200, "OK", false));
+    assert_eq!(statuses(&net.drain(), CALLER), vec![200]);
+    net.from_server(MS1, answer(&inv, 200, "OK", true));
+    assert_eq!(statuses(&net.drain(), CALLER), vec![200]);
+}
+
+#[test]
+fn update_from_the_server_reaches_the_caller() {
+    let mut net = Net::new();
+    let (srv_invite, tag) = establish(&mut net, "upd-1@caller");
+    let update = format!(
+        "UPDATE sip:tandem@{TANDEM} SIP/2.0\r\nVia: SIP/2.0/UDP {MS1};branch=z9hG4bKs1upd\r\n\
+         From: <sip:100@127.0.0.1:5070>;tag=srv1\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: 5 UPDATE\r\n\
+         Contact: <sip:100@127.0.0.1:5070>\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+        srv_invite.header(HeaderName::From).unwrap(),
+        srv_invite.call_id()
+    );
+    net.from_server(MS1, Bytes::from(update));
+    let sent = net.drain();
+    let to_caller = request_to(&sent, CALLER, Method::Update).clone();
+    assert_eq!(to_caller.from_hdr().tag(), Some(tag.as_str()));
+    assert_eq!(
+        to_caller
+            .contacts()
+            .first()
+            .map(|c| c.uri.raw.to_owned())
+            .as_deref(),
+        Some("sip:127.0.0.1:5060"),
+        "the caller sees Tandem's Contact, not the server's"
+    );
+    let ok = ResponseBuilder::new(&to_caller, 200, "OK").build();
+    net.core
+        .handle_message(net.now, ok, Peer::udp(addr(CALLER)));
+    assert_eq!(statuses(&net.drain(), MS1), vec![200]);
+    // An out-of-order CSeq from the server is refused (§12.2.2).
+    let stale = format!(
+        "INFO sip:tandem@{TANDEM} SIP/2.0\r\nVia: SIP/2.0/UDP {MS1};branch=z9hG4bKs1old\r\n\
+         From: <sip:100@127.0.0.1:5070>;tag=srv1\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: 4 INFO\r\n\
+         Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+        srv_invite.header(HeaderName::From).unwrap(),
+        srv_invite.call_id()
+    );
+    net.from_server(MS1, Bytes::from(stale));
+    assert_eq!(statuses(&net.drain(), MS1), vec![500]);
+}
