@@ -1,1 +1,64 @@
-//! Helpers shared by the scenario tests.
+//! Harness for Tandem's scenario tests against real SIP peers: SIPp callers and media servers,
+//! Kamailio as a proxy in the chain, Asterisk 22 in a chroot.
+//!
+//! The crate never links Tandem: it runs the binary (`TANDEM_BIN`, else `target/{release,debug}/tandem`)
+//! with a generated config file, like an operator would. Every process it starts is killed by pid when
+//! its guard is dropped, every wait has a deadline, and every test gets its own loopback ports and its
+//! own log folder under `target/tandem-tests/` (kept when the test fails, named in the failure message).
+//!
+//! The scenario tests live in `tests/tests/`; the call flows they share are in [`flows`].
+
+pub mod asterisk;
+pub mod capture;
+pub mod flows;
+pub mod kamailio;
+pub mod ports;
+pub mod process;
+pub mod sip_ping;
+pub mod sipp;
+pub mod tandem;
+pub mod workdir;
+
+//pub use asterisk::AsteriskLab;
+//pub use capture::RtpCapture;
+pub use flows::{run_flow, Flow, Hop};
+pub use kamailio::{Kamailio, KamailioConfig};
+pub use ports::{free_port, free_port_block};
+pub use sipp::{Sipp, SippOutcome, SippProcess};
+pub use tandem::{MediaServer, Tandem, TandemConfig};
+pub use workdir::{need_root, need_tool, workspace_root, TestDir};
+
+use std::fmt;
+
+/// SIP transport used on a leg.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// UDP.
+    Udp,
+    /// TCP.
+    Tcp,
+}
+
+impl Transport {
+    /// Lower-case name, as in Tandem's and Kamailio's configs (`udp`, `tcp`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::Udp => "udp",
+            Transport::Tcp => "tcp",
+        }
+    }
+
+    /// SIPp's `-t` value (one socket for all calls).
+    pub fn sipp_mode(self) -> &'static str {
+        match self {
+            Transport::Udp => "u1",
+            Transport::Tcp => "t1",
+        }
+    }
+}
+
+impl fmt::Display for Transport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
