@@ -3,7 +3,8 @@
 //! API CONTRACT — the B2BUA codes against exactly these names and signatures.
 //!
 //! Layout: [`TransactionLayer`] (this file) routes each message or timer to one transaction and
-//! keeps the indexes; `client` and `server` hold the state machines, `key` the matching rules,
+//! keeps the indexes; `client` and `server` hold the state machines, `state` and `table` the
+//! transactions (a generational slab), `key` the matching rules,
 //! `timer` the lazily cancelled timer queue, [`testing`] a deterministic two-endpoint simulator.
 //!
 //! Matching choices:
@@ -89,10 +90,10 @@ pub enum Incoming {
         msg: Message,
         from: Peer,
     },
-    /// A response that matched client transaction `tx` and must go to the TU: every 1xx except 100
-    /// duplicates? No: every provisional that moves or keeps the transaction in Proceeding, the first
-    /// final, and for INVITE every 2xx retransmission in Accepted state (RFC 6026). Retransmitted non-2xx
-    /// finals are absorbed (and re-ACKed).
+    /// A response that matched client transaction `tx` and must go to the TU: every provisional
+    /// received before the final (100 and repeats included), the first final, and for INVITE every
+    /// 2xx retransmission in Accepted state (RFC 6026). Retransmitted non-2xx finals are absorbed
+    /// (and re-ACKed).
     Response { tx: TxId, msg: Message },
     /// A response that matched no client transaction (e.g. a 2xx retransmission after Timer M). The TU
     /// may handle it at dialog level (re-send ACK) or drop it.
