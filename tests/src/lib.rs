@@ -19,14 +19,14 @@ pub mod sipp;
 pub mod tandem;
 pub mod workdir;
 
-//pub use asterisk::AsteriskLab;
-//pub use capture::RtpCapture;
+pub use asterisk::AsteriskLab;
+pub use capture::{PacketCounts, RtpCapture};
 pub use flows::{run_flow, Flow, Hop};
 pub use kamailio::{Kamailio, KamailioConfig};
 pub use ports::{free_port, free_port_block};
 pub use sipp::{Sipp, SippOutcome, SippProcess};
 pub use tandem::{MediaServer, Tandem, TandemConfig};
-pub use workdir::{need_root, need_tool, workspace_root, TestDir};
+pub use workdir::{need_root, need_tool, scenario_path, skip, workspace_root, TestDir};
 
 use std::fmt;
 
