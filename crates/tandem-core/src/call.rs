@@ -109,6 +109,8 @@ pub struct Call {
     pub failover_generation: u64,
     /// The server leg's INVITE went over TCP only because of its size (RFC 3261 §18.1.1).
     pub tcp_for_size: bool,
+    /// Timer C deadline while the server leg rings.
+    pub setup_deadline: Option<std::time::Instant>,
 }
 
 impl Call {

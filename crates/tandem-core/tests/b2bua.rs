@@ -33,11 +33,11 @@ fn basic_call_crosses_two_independent_legs() {
     );
     assert_eq!(net.core.active_calls(), 1);
 
-    net.from_caller(&in_dialog("BYE", "call-1@caller", "z9hG4bKc1bye", &tag, 2));
+    net.caller_sends(&in_dialog("BYE", "call-1@caller", "z9hG4bKc1bye", &tag, 2));
     let sent = net.drain();
     let bye = request_to(&sent, MS1, Method::Bye);
     assert_eq!(bye.call_id(), srv_invite.call_id());
-    net.from_server(MS1, answer(bye, 200, "OK", false));
+    net.server_sends(MS1, answer(bye, 200, "OK", false));
     let sent = net.drain();
     assert_eq!(statuses(&sent, CALLER), vec![200]);
     assert_eq!(net.core.active_calls(), 0);
@@ -62,7 +62,7 @@ fn bye_from_the_server_reaches_the_caller_in_its_own_dialog() {
         srv_invite.header(HeaderName::From).unwrap(),
         srv_invite.call_id()
     );
-    net.from_server(MS1, Bytes::from(bye));
+    net.server_sends(MS1, Bytes::from(bye));
     let sent = net.drain();
     let to_caller = request_to(&sent, CALLER, Method::Bye);
     assert_eq!(to_caller.call_id(), "call-2@caller");
@@ -80,10 +80,10 @@ fn bye_from_the_server_reaches_the_caller_in_its_own_dialog() {
 #[test]
 fn a_503_is_retried_on_the_next_server_before_the_caller_sees_it() {
     let mut net = Net::new();
-    net.from_caller(&invite("call-3@caller", "z9hG4bKc3", 70));
+    net.caller_sends(&invite("call-3@caller", "z9hG4bKc3", 70));
     let sent = net.drain();
     let first = request_to(&sent, MS1, Method::Invite).clone();
-    net.from_server(MS1, answer(&first, 503, "Service Unavailable", false));
+    net.server_sends(MS1, answer(&first, 503, "Service Unavailable", false));
     let sent = net.drain();
     assert!(
         statuses(&sent, CALLER).is_empty(),
@@ -91,7 +91,7 @@ fn a_503_is_retried_on_the_next_server_before_the_caller_sees_it() {
     );
     let second = request_to(&sent, MS2, Method::Invite).clone();
     assert_ne!(second.call_id(), first.call_id());
-    net.from_server(MS2, answer(&second, 200, "OK", true));
+    net.server_sends(MS2, answer(&second, 200, "OK", true));
     let sent = net.drain();
     assert_eq!(statuses(&sent, CALLER), vec![200]);
 }
@@ -99,26 +99,26 @@ fn a_503_is_retried_on_the_next_server_before_the_caller_sees_it() {
 #[test]
 fn a_silent_server_is_skipped_after_the_invite_timeout() {
     let mut net = Net::new();
-    net.from_caller(&invite("call-4@caller", "z9hG4bKc4", 70));
+    net.caller_sends(&invite("call-4@caller", "z9hG4bKc4", 70));
     let sent = net.drain();
     request_to(&sent, MS1, Method::Invite);
     net.advance(Duration::from_millis(2100));
     let sent = net.drain();
     let second = request_to(&sent, MS2, Method::Invite).clone();
-    net.from_server(MS2, answer(&second, 200, "OK", true));
+    net.server_sends(MS2, answer(&second, 200, "OK", true));
     assert_eq!(statuses(&net.drain(), CALLER), vec![200]);
 }
 
 #[test]
 fn every_server_failing_gives_the_caller_503() {
     let mut net = Net::new();
-    net.from_caller(&invite("call-5@caller", "z9hG4bKc5", 70));
+    net.caller_sends(&invite("call-5@caller", "z9hG4bKc5", 70));
     let sent = net.drain();
     let first = request_to(&sent, MS1, Method::Invite).clone();
-    net.from_server(MS1, answer(&first, 503, "Service Unavailable", false));
+    net.server_sends(MS1, answer(&first, 503, "Service Unavailable", false));
     let sent = net.drain();
     let second = request_to(&sent, MS2, Method::Invite).clone();
-    net.from_server(MS2, answer(&second, 503, "Service Unavailable", false));
+    net.server_sends(MS2, answer(&second, 503, "Service Unavailable", false));
     assert_eq!(statuses(&net.drain(), CALLER), vec![503]);
     assert_eq!(net.core.active_calls(), 0);
 }
@@ -126,10 +126,10 @@ fn every_server_failing_gives_the_caller_503() {
 #[test]
 fn busy_is_relayed_to_the_caller() {
     let mut net = Net::new();
-    net.from_caller(&invite("call-6@caller", "z9hG4bKc6", 70));
+    net.caller_sends(&invite("call-6@caller", "z9hG4bKc6", 70));
     let sent = net.drain();
     let inv = request_to(&sent, MS1, Method::Invite).clone();
-    net.from_server(MS1, answer(&inv, 486, "Busy Here", false));
+    net.server_sends(MS1, answer(&inv, 486, "Busy Here", false));
     let sent = net.drain();
     assert_eq!(statuses(&sent, CALLER), vec![486]);
     assert!(
@@ -144,25 +144,25 @@ fn busy_is_relayed_to_the_caller() {
 #[test]
 fn cancel_while_ringing() {
     let mut net = Net::new();
-    net.from_caller(&invite("call-7@caller", "z9hG4bKc7", 70));
+    net.caller_sends(&invite("call-7@caller", "z9hG4bKc7", 70));
     let sent = net.drain();
     let inv = request_to(&sent, MS1, Method::Invite).clone();
-    net.from_server(MS1, answer(&inv, 180, "Ringing", false));
+    net.server_sends(MS1, answer(&inv, 180, "Ringing", false));
     net.drain();
     let cancel = format!(
         "CANCEL sip:100@{TANDEM} SIP/2.0\r\nVia: SIP/2.0/UDP {CALLER};branch=z9hG4bKc7\r\n\
          From: \"Caller\" <sip:caller@{CALLER}>;tag=c1\r\nTo: <sip:100@{TANDEM}>\r\nCall-ID: call-7@caller\r\n\
          CSeq: 1 CANCEL\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
     );
-    net.from_caller(&cancel);
+    net.caller_sends(&cancel);
     let sent = net.drain();
     let mut codes = statuses(&sent, CALLER);
     codes.sort_unstable();
     assert_eq!(codes, vec![200, 487]);
     let srv_cancel = request_to(&sent, MS1, Method::Cancel);
     assert_eq!(srv_cancel.call_id(), inv.call_id());
-    net.from_server(MS1, answer(srv_cancel, 200, "OK", false));
-    net.from_server(MS1, answer(&inv, 487, "Request Terminated", false));
+    net.server_sends(MS1, answer(srv_cancel, 200, "OK", false));
+    net.server_sends(MS1, answer(&inv, 487, "Request Terminated", false));
     net.drain();
     assert_eq!(net.core.active_calls(), 0);
 }
@@ -170,7 +170,7 @@ fn cancel_while_ringing() {
 #[test]
 fn max_forwards_zero_is_answered_483() {
     let mut net = Net::new();
-    net.from_caller(&invite("call-8@caller", "z9hG4bKc8", 0));
+    net.caller_sends(&invite("call-8@caller", "z9hG4bKc8", 0));
     let sent = net.drain();
     assert_eq!(statuses(&sent, CALLER), vec![483]);
     assert!(only_to(&sent, MS1).is_empty());
@@ -184,21 +184,21 @@ fn options_to_tandem_itself_is_answered_200() {
          From: <sip:ping@{CALLER}>;tag=p1\r\nTo: <sip:{TANDEM}>\r\nCall-ID: ping-1\r\nCSeq: 1 OPTIONS\r\n\
          Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
     );
-    net.from_caller(&options);
+    net.caller_sends(&options);
     assert_eq!(statuses(&net.drain(), CALLER), vec![200]);
 }
 
 #[test]
 fn garbage_is_counted_and_a_broken_request_gets_400() {
     let mut net = Net::new();
-    net.from_caller("\x00\x01 not sip at all");
+    net.caller_sends("\x00\x01 not sip at all");
     assert!(net.drain().is_empty());
     let broken = format!(
         "INVITE sip:100@{TANDEM} SIP/2.0\r\nVia: SIP/2.0/UDP {CALLER};branch=z9hG4bKb1\r\n\
          From: <sip:caller@{CALLER}>;tag=c1\r\nTo: <sip:100@{TANDEM}>\r\nCall-ID: broken-1\r\n\
          CSeq: 1 INVITE\r\nMax-Forwards: 70\r\nContent-Length: 99999\r\n\r\n"
     );
-    net.from_caller(&broken);
+    net.caller_sends(&broken);
     assert_eq!(statuses(&net.drain(), CALLER), vec![400]);
     assert_eq!(net.core.metrics().parse_errors, 2);
     assert_eq!(net.core.active_calls(), 0);
@@ -207,7 +207,7 @@ fn garbage_is_counted_and_a_broken_request_gets_400() {
 #[test]
 fn in_dialog_request_for_an_unknown_dialog_gets_481() {
     let mut net = Net::new();
-    net.from_caller(&in_dialog(
+    net.caller_sends(&in_dialog(
         "BYE",
         "nobody@caller",
         "z9hG4bKu1",
@@ -227,7 +227,7 @@ fn hold_reinvite_and_info_cross_the_call() {
             &format!("To: <sip:100@127.0.0.1:5060>;tag={tag}"),
         )
         .replace("CSeq: 1 INVITE", "CSeq: 2 INVITE");
-    net.from_caller(&reinvite);
+    net.caller_sends(&reinvite);
     let sent = net.drain();
     assert_eq!(statuses(&sent, CALLER), vec![100]);
     let srv_re = request_to(&sent, MS1, Method::Invite).clone();
@@ -238,9 +238,9 @@ fn hold_reinvite_and_info_cross_the_call() {
         Some("sip:100@127.0.0.1:5070"),
         "the server's Contact is the target"
     );
-    net.from_server(MS1, answer(&srv_re, 200, "OK", true));
+    net.server_sends(MS1, answer(&srv_re, 200, "OK", true));
     assert_eq!(statuses(&net.drain(), CALLER), vec![200]);
-    net.from_caller(&in_dialog(
+    net.caller_sends(&in_dialog(
         "ACK",
         "call-9@caller",
         "z9hG4bKc9reack",
@@ -253,7 +253,7 @@ fn hold_reinvite_and_info_cross_the_call() {
         srv_re.cseq().seq
     );
 
-    net.from_caller(&in_dialog(
+    net.caller_sends(&in_dialog(
         "INFO",
         "call-9@caller",
         "z9hG4bKc9info",
@@ -262,10 +262,10 @@ fn hold_reinvite_and_info_cross_the_call() {
     ));
     let sent = net.drain();
     let info = request_to(&sent, MS1, Method::Info).clone();
-    net.from_server(MS1, answer(&info, 200, "OK", false));
+    net.server_sends(MS1, answer(&info, 200, "OK", false));
     assert_eq!(statuses(&net.drain(), CALLER), vec![200]);
 
-    net.from_caller(&in_dialog(
+    net.caller_sends(&in_dialog(
         "FOOBAR",
         "call-9@caller",
         "z9hG4bKc9foo",
@@ -288,7 +288,7 @@ fn a_server_that_stops_answering_probes_gets_no_new_calls() {
         net.advance(Duration::from_millis(500));
         for (to, msg) in net.drain() {
             if to == addr(MS2) && msg.method() == Some(&Method::Options) {
-                net.from_server(MS2, answer(&msg, 200, "OK", false));
+                net.server_sends(MS2, answer(&msg, 200, "OK", false));
             }
         }
     }
@@ -306,7 +306,7 @@ fn a_server_that_stops_answering_probes_gets_no_new_calls() {
         vec![false, true]
     );
     for n in 0..2 {
-        net.from_caller(&invite(
+        net.caller_sends(&invite(
             &format!("probe-{n}@caller"),
             &format!("z9hG4bKp{n}"),
             70,
@@ -325,7 +325,7 @@ fn a_large_invite_goes_over_tcp_and_falls_back_to_udp() {
     let padding = "x".repeat(1400);
     let big = invite("big-1@caller", "z9hG4bKbig", 70)
         .replace("X-Custom: kept as is", &format!("X-Pad: {padding}"));
-    net.from_caller(&big);
+    net.caller_sends(&big);
     let sent = net.drain_transports();
     let (dest, inv) = sent
         .iter()
@@ -346,7 +346,7 @@ fn a_large_invite_goes_over_tcp_and_falls_back_to_udp() {
         "same server, over UDP"
     );
     let inv = inv.clone();
-    net.from_server(MS1, answer(&inv, 200, "OK", true));
+    net.server_sends(MS1, answer(&inv, 200, "OK", true));
     assert_eq!(statuses(&net.drain(), CALLER), vec![200]);
 }
 
@@ -356,7 +356,7 @@ fn reliable_provisional_and_prack_cross_the_call() {
     let offer = invite("prack-1@caller", "z9hG4bKpr1", 70)
         .replace("X-Custom: kept as is", "Supported: 100rel")
         .replace("CSeq: 1 INVITE", "CSeq: 10 INVITE");
-    net.from_caller(&offer);
+    net.caller_sends(&offer);
     let sent = net.drain();
     let inv = request_to(&sent, MS1, Method::Invite).clone();
     assert_eq!(inv.header(HeaderName::Supported).as_deref(), Some("100rel"));
@@ -366,7 +366,7 @@ fn reliable_provisional_and_prack_cross_the_call() {
         .header(HeaderName::Require, "100rel")
         .header(HeaderName::RSeq, "1")
         .body("application/sdp", b"v=0\r\no=ms 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 20000 RTP/AVP 8\r\n");
-    net.from_server(MS1, b.build());
+    net.server_sends(MS1, b.build());
     let sent = net.drain();
     let early = only_to(&sent, CALLER)
         .into_iter()
@@ -382,7 +382,7 @@ fn reliable_provisional_and_prack_cross_the_call() {
 
     let prack = in_dialog("PRACK", "prack-1@caller", "z9hG4bKpr1prack", &tag, 11)
         .replace("Max-Forwards: 70", "RAck: 1 10 INVITE\r\nMax-Forwards: 70");
-    net.from_caller(&prack);
+    net.caller_sends(&prack);
     let sent = net.drain();
     let srv_prack = request_to(&sent, MS1, Method::Prack).clone();
     assert_eq!(
@@ -391,9 +391,9 @@ fn reliable_provisional_and_prack_cross_the_call() {
         "RAck names the server leg's INVITE"
     );
     assert_eq!(srv_prack.to_hdr().tag(), Some("srv1"));
-    net.from_server(MS1, answer(&srv_prack, 200, "OK", false));
+    net.server_sends(MS1, answer(&srv_prack, 200, "OK", false));
     assert_eq!(statuses(&net.drain(), CALLER), vec![200]);
-    net.from_server(MS1, answer(&inv, 200, "OK", true));
+    net.server_sends(MS1, answer(&inv, 200, "OK", true));
     assert_eq!(statuses(&net.drain(), CALLER), vec![200]);
 }
 
@@ -408,7 +408,7 @@ fn update_from_the_server_reaches_the_caller() {
         srv_invite.header(HeaderName::From).unwrap(),
         srv_invite.call_id()
     );
-    net.from_server(MS1, Bytes::from(update));
+    net.server_sends(MS1, Bytes::from(update));
     let sent = net.drain();
     let to_caller = request_to(&sent, CALLER, Method::Update).clone();
     assert_eq!(to_caller.from_hdr().tag(), Some(tag.as_str()));
@@ -433,6 +433,55 @@ fn update_from_the_server_reaches_the_caller() {
         srv_invite.header(HeaderName::From).unwrap(),
         srv_invite.call_id()
     );
-    net.from_server(MS1, Bytes::from(stale));
+    net.server_sends(MS1, Bytes::from(stale));
     assert_eq!(statuses(&net.drain(), MS1), vec![500]);
+}
+
+#[test]
+fn responses_record_the_real_source_in_received_and_rport() {
+    let mut net = Net::new();
+    let natted = invite("nat-1@caller", "z9hG4bKnat", 70).replace(
+        &format!("Via: SIP/2.0/UDP {CALLER};branch=z9hG4bKnat"),
+        "Via: SIP/2.0/UDP 10.1.2.3:5099;branch=z9hG4bKnat;rport",
+    );
+    net.caller_sends(&natted);
+    let sent = net.drain();
+    let trying = only_to(&sent, CALLER)
+        .into_iter()
+        .find(|m| m.status() == Some(100))
+        .unwrap();
+    let via = trying.top_via();
+    assert_eq!(via.received, Some("127.0.0.1"));
+    assert_eq!(via.rport, Some(Some(5061)));
+    assert_eq!(via.branch, Some("z9hG4bKnat"));
+}
+
+#[test]
+fn a_server_that_rings_forever_is_cancelled_after_timer_c() {
+    let mut net = Net::new();
+    net.caller_sends(&invite("ring-1@caller", "z9hG4bKring", 70));
+    let sent = net.drain();
+    let inv = request_to(&sent, MS1, Method::Invite).clone();
+    net.server_sends(MS1, answer(&inv, 180, "Ringing", false));
+    net.drain();
+    net.advance(Duration::from_secs(120));
+    net.server_sends(MS1, answer(&inv, 180, "Ringing", false)); // restarts Timer C
+    net.drain();
+    net.advance(Duration::from_secs(120));
+    assert!(
+        statuses(&net.drain(), CALLER).is_empty(),
+        "Timer C restarted by the second 180"
+    );
+    net.advance(Duration::from_secs(62));
+    let sent = net.drain();
+    let to_caller = statuses(&sent, CALLER);
+    assert!(
+        !to_caller.is_empty() && to_caller.iter().all(|c| *c == 408),
+        "{to_caller:?} (retransmitted until ACKed)"
+    );
+    let cancel = request_to(&sent, MS1, Method::Cancel).clone();
+    net.server_sends(MS1, answer(&cancel, 200, "OK", false));
+    net.server_sends(MS1, answer(&inv, 487, "Request Terminated", false));
+    net.drain();
+    assert_eq!(net.core.active_calls(), 0);
 }

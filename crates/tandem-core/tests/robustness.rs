@@ -102,12 +102,12 @@ proptest! {
         let before = net.core.active_calls();
         prop_assert!(before >= 1, "the established call is still there");
 
-        net.from_caller(&in_dialog("BYE", "kept@caller", "z9hG4bKkeptbye", &tag, 2));
+        net.caller_sends(&in_dialog("BYE", "kept@caller", "z9hG4bKkeptbye", &tag, 2));
         let sent = net.drain();
         let bye = request_to(&sent, MS1, Method::Bye);
         prop_assert_eq!(bye.call_id(), srv_invite.call_id());
         let ok = ResponseBuilder::new(bye, 200, "OK").build();
-        net.from_server(MS1, ok);
+        net.server_sends(MS1, ok);
         let to_caller = statuses(&net.drain(), CALLER);
         prop_assert!(to_caller.contains(&200), "BYE answered: {:?}", to_caller);
         prop_assert_eq!(net.core.active_calls(), before - 1);

@@ -54,7 +54,7 @@ impl Core {
             if method == Method::Bye && side == Side::Caller {
                 // A BYE in the caller's early dialog (§15): ends the attempt like a CANCEL.
                 self.respond_simple(now, tx, &msg, 200, "OK");
-                self.abort_setup(now, key);
+                self.stop_setup(now, key, 487, "Request Terminated", "bye-caller");
             } else {
                 self.respond_simple(now, tx, &msg, 481, "Call/Transaction Does Not Exist");
             }
@@ -109,31 +109,6 @@ impl Core {
                 origin: tx,
             },
         );
-    }
-
-    /// BYE from the caller before the server answered: the server leg is cancelled.
-    fn abort_setup(&mut self, now: Instant, key: CallKey) {
-        let Some(call) = self.calls.get_mut(&key) else {
-            return;
-        };
-        call.state = CallState::Cancelling;
-        call.failover_generation += 1;
-        let caller_tx = call.caller_invite_tx.take();
-        let origin = call.initial_invite.clone();
-        let tag = call.caller.local_tag.clone();
-        let server_tx = call.server_invite_tx;
-        if let Some(caller_tx) = caller_tx {
-            let mut b = tandem_sip::ResponseBuilder::new(&origin, 487, "Request Terminated");
-            b.to_tag(&tag);
-            let answer = b.build();
-            self.respond(now, caller_tx, answer);
-        }
-        match server_tx.and_then(|stx| self.layer.cancel(now, stx)) {
-            Some(ctx) => {
-                self.roles.insert(ctx, TxRole::Own);
-            }
-            None => self.end_call(key, "bye-caller"),
-        }
     }
 
     /// A response to a request Tandem relayed from leg `from_side`.

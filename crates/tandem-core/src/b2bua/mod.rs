@@ -63,6 +63,15 @@ pub struct ServerHealth {
     pub active_calls: usize,
 }
 
+/// Timers the B2BUA keeps per call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum CallTimer {
+    /// The current server has not answered the INVITE at all within `server_invite_timeout`.
+    Failover,
+    /// Timer C (RFC 3261 §16.6): the server leg rings without a final response for too long.
+    SetupLimit,
+}
+
 /// What a client transaction Tandem started is for.
 #[derive(Debug, Clone)]
 enum TxRole {
@@ -100,8 +109,8 @@ pub struct Core {
     /// Tandem's local tag of each leg → the call and side it belongs to.
     dialogs: HashMap<String, (CallKey, Side)>,
     roles: HashMap<TxId, TxRole>,
-    /// Failover deadlines: (when, call, generation).
-    failover_timers: BinaryHeap<Reverse<(Instant, CallKey, u64)>>,
+    /// Call timers: (when, call, generation, kind). One with an older generation than its call's is stale.
+    call_timers: BinaryHeap<Reverse<(Instant, CallKey, u64, CallTimer)>>,
     events: VecDeque<CallEvent>,
     metrics: Metrics,
     draining: bool,
@@ -118,7 +127,7 @@ impl Core {
             next_call_key: 1,
             dialogs: HashMap::new(),
             roles: HashMap::new(),
-            failover_timers: BinaryHeap::new(),
+            call_timers: BinaryHeap::new(),
             events: VecDeque::new(),
             metrics: Metrics::default(),
             draining: false,
@@ -145,10 +154,16 @@ impl Core {
                 return;
             }
         };
-        match msg.status() {
-            Some(code) => self.metrics.responses_received[class(code)] += 1,
-            None => self.metrics.requests_received += 1,
-        }
+        let msg = match msg.status() {
+            Some(code) => {
+                self.metrics.responses_received[class(code)] += 1;
+                msg
+            }
+            None => {
+                self.metrics.requests_received += 1;
+                stamp_received(msg, from)
+            }
+        };
         match self.layer.handle_incoming(now, msg, from) {
             Incoming::Request { tx, msg, from } => self.on_request(now, tx, msg, from),
             Incoming::Cancel {
@@ -189,22 +204,22 @@ impl Core {
     pub fn handle_timeout(&mut self, now: Instant) {
         self.layer.handle_timeout(now);
         self.drain_layer_events(now);
-        while let Some(Reverse((when, call, generation))) = self.failover_timers.peek().copied() {
+        while let Some(Reverse((when, call, generation, kind))) = self.call_timers.peek().copied() {
             if when > now {
                 break;
             }
-            self.failover_timers.pop();
-            self.on_failover_timer(now, call, generation);
+            self.call_timers.pop();
+            match kind {
+                CallTimer::Failover => self.on_failover_timer(now, call, generation),
+                CallTimer::SetupLimit => self.on_setup_limit(now, call, generation),
+            }
         }
         self.run_probes(now);
         self.drain_layer_events(now);
     }
 
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let failover = self
-            .failover_timers
-            .peek()
-            .map(|Reverse((when, _, _))| *when);
+        let failover = self.call_timers.peek().map(|Reverse((when, ..))| *when);
         [
             self.layer.poll_timeout(),
             failover,
@@ -498,4 +513,46 @@ fn bad_request_answer(raw: &[u8], why: &str) -> Option<Bytes> {
     // Only a well-formed answer is sent: headers too broken to copy leave the request unanswered.
     let answer = Bytes::from(out);
     Message::parse(answer.clone()).ok().map(|_| answer)
+}
+
+/// RFC 3261 §18.2.1 and RFC 3581 §4: the top Via of a request records where it really came from
+/// (`received`, and `rport` filled in when the sender asked for it), so every response built from it
+/// carries them.
+fn stamp_received(msg: Message, from: Peer) -> Message {
+    let via = msg.top_via();
+    let ip = from.addr.ip();
+    let wants_rport = via.rport == Some(None);
+    let same_host = matches!(via.host, tandem_sip::Host::Ip(h) if h == ip);
+    if !wants_rport && (same_host || via.received.is_some()) {
+        return msg;
+    }
+    let Some(first) = msg
+        .header_values(HeaderName::Via)
+        .next()
+        .map(|v| v.into_owned())
+    else {
+        return msg;
+    };
+    let mut stamped = String::with_capacity(first.len() + 48);
+    let mut params = first.split(';');
+    stamped.push_str(params.next().unwrap_or_default().trim_end());
+    for param in params {
+        let name = param.split('=').next().unwrap_or_default().trim();
+        if name.eq_ignore_ascii_case("rport") || name.eq_ignore_ascii_case("received") {
+            continue;
+        }
+        stamped.push(';');
+        stamped.push_str(param.trim());
+    }
+    use std::fmt::Write;
+    let _ = write!(stamped, ";received={ip}");
+    if wants_rport || via.rport.is_some() {
+        let _ = write!(stamped, ";rport={}", from.addr.port());
+    }
+    let edited = msg
+        .edit()
+        .pop_first_value(HeaderName::Via)
+        .push_front(HeaderName::Via, &stamped)
+        .finish();
+    Message::parse(edited).unwrap_or(msg)
 }

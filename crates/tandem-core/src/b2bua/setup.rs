@@ -1,7 +1,7 @@
 //! Call set-up: caller INVITE → server leg → answer, with failover across the pool and CANCEL.
 
 use super::rewrite::{self, party};
-use super::{CallEvent, Core, TxRole};
+use super::{CallEvent, CallTimer, Core, TxRole};
 use crate::call::{Call, CallKey, CallState, InviteMapping, Leg, Side};
 use crate::pool::ServerIndex;
 use crate::transaction::TxId;
@@ -9,6 +9,9 @@ use crate::{Peer, Transport};
 
 /// RFC 3261 §18.1.1: requests larger than this are not sent over UDP when TCP is available.
 const UDP_SIZE_LIMIT: usize = 1300;
+
+/// RFC 3261 §16.6 step 11: how long a ringing server leg may go without a final response.
+const TIMER_C: std::time::Duration = std::time::Duration::from_secs(181);
 use std::cmp::Reverse;
 use std::time::Instant;
 use tandem_sip::{HeaderName, Message, Method, ResponseBuilder, Uri};
@@ -63,6 +66,7 @@ impl Core {
                 caller_ack: None,
                 failover_generation: 0,
                 tcp_for_size: false,
+                setup_deadline: None,
             },
         );
         self.roles.insert(tx, TxRole::CallerInvite { call: key });
@@ -182,8 +186,8 @@ impl Core {
                 call.server_invite_tx = Some(stx);
             }
             let deadline = now + self.config.server_invite_timeout;
-            self.failover_timers
-                .push(Reverse((deadline, key, generation)));
+            self.call_timers
+                .push(Reverse((deadline, key, generation, CallTimer::Failover)));
         }
     }
 
@@ -262,6 +266,17 @@ impl Core {
         }
         if code == 100 {
             return;
+        }
+        if code < 200 {
+            // Every provisional restarts Timer C.
+            let Some(call) = self.calls.get_mut(&key) else {
+                return;
+            };
+            let deadline = now + TIMER_C;
+            call.setup_deadline = Some(deadline);
+            let generation = call.failover_generation;
+            self.call_timers
+                .push(Reverse((deadline, key, generation, CallTimer::SetupLimit)));
         }
         if code == 503 {
             self.on_server_invite_failed(now, key, "503");
@@ -436,26 +451,54 @@ impl Core {
         if call.state != CallState::Trying {
             return; // already answered: the CANCEL has no effect (§9.2)
         }
+        self.stop_setup(now, key, 487, "Request Terminated", "cancel");
+    }
+
+    /// Gives up setting up call `key`: the caller gets `code`, the server leg's INVITE is cancelled
+    /// (the call ends when its final response arrives), or the call ends at once when none is pending.
+    pub(super) fn stop_setup(
+        &mut self,
+        now: Instant,
+        key: CallKey,
+        code: u16,
+        reason: &str,
+        why: &str,
+    ) {
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
         call.state = CallState::Cancelling;
+        call.failover_generation += 1;
         let caller_tx = call.caller_invite_tx.take();
         let origin = call.initial_invite.clone();
         let tag = call.caller.local_tag.clone();
         let server_tx = call.server_invite_tx;
-        call.failover_generation += 1;
         if let Some(caller_tx) = caller_tx {
-            let mut b = ResponseBuilder::new(&origin, 487, "Request Terminated");
+            let mut b = ResponseBuilder::new(&origin, code, reason);
             b.to_tag(&tag);
             let answer = b.build();
             self.respond(now, caller_tx, answer);
         }
-        match server_tx {
-            Some(stx) => {
-                if let Some(ctx) = self.layer.cancel(now, stx) {
-                    self.roles.insert(ctx, TxRole::Own);
-                }
+        match server_tx.and_then(|stx| self.layer.cancel(now, stx)) {
+            Some(ctx) => {
+                self.roles.insert(ctx, TxRole::Own);
             }
-            None => self.end_call(key, "cancel"),
+            None => self.end_call(key, why),
         }
+    }
+
+    /// Timer C fired: the server rang for too long without answering.
+    pub(super) fn on_setup_limit(&mut self, now: Instant, key: CallKey, generation: u64) {
+        let Some(call) = self.calls.get(&key) else {
+            return;
+        };
+        let due = call.setup_deadline.is_some_and(|d| d <= now);
+        if call.failover_generation != generation || call.state != CallState::Trying || !due {
+            return;
+        }
+        tracing::warn!(call_id = %call.caller.call_id, "no final response from the server within Timer C");
+        self.metrics.calls_failed_total += 1;
+        self.stop_setup(now, key, 408, "Request Timeout", "setup-timeout");
     }
 
     /// A response to an INVITE Tandem gave up on: a 2xx gets ACK and BYE so no orphan call remains.

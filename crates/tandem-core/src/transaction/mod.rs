@@ -319,6 +319,12 @@ impl TransactionLayer {
         self.txs.get(tx).map(|t| &t.request)
     }
 
+    /// The peer of transaction `tx`: where a server transaction's request came from, or where a
+    /// client transaction's request goes.
+    pub fn peer(&self, tx: TxId) -> Option<Peer> {
+        self.txs.get(tx).map(|t| t.peer)
+    }
+
     /// Number of live transactions.
     pub fn len(&self) -> usize {
         self.txs.len()

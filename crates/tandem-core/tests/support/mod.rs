@@ -57,7 +57,7 @@ impl Net {
         net
     }
 
-    pub fn from_caller(&mut self, text: &str) {
+    pub fn caller_sends(&mut self, text: &str) {
         self.core.handle_message(
             self.now,
             Bytes::from(text.to_owned()),
@@ -65,7 +65,7 @@ impl Net {
         );
     }
 
-    pub fn from_server(&mut self, server: &str, msg: Bytes) {
+    pub fn server_sends(&mut self, server: &str, msg: Bytes) {
         self.core
             .handle_message(self.now, msg, Peer::udp(addr(server)));
     }
@@ -161,12 +161,12 @@ pub fn statuses(sent: &[(SocketAddr, Message)], to: &str) -> Vec<u16> {
 /// Caller INVITE → server INVITE → 180 → 200 → ACK: returns the server-side INVITE and the caller's
 /// To tag.
 pub fn establish(net: &mut Net, call_id: &str) -> (Message, String) {
-    net.from_caller(&invite(call_id, "z9hG4bKc1", 70));
+    net.caller_sends(&invite(call_id, "z9hG4bKc1", 70));
     let sent = net.drain();
     assert_eq!(statuses(&sent, CALLER), vec![100]);
     let srv_invite = request_to(&sent, MS1, Method::Invite).clone();
-    net.from_server(MS1, answer(&srv_invite, 180, "Ringing", false));
-    net.from_server(MS1, answer(&srv_invite, 200, "OK", true));
+    net.server_sends(MS1, answer(&srv_invite, 180, "Ringing", false));
+    net.server_sends(MS1, answer(&srv_invite, 200, "OK", true));
     let sent = net.drain();
     let to_caller = only_to(&sent, CALLER);
     assert_eq!(
@@ -179,7 +179,7 @@ pub fn establish(net: &mut Net, call_id: &str) -> (Message, String) {
     let ok = to_caller[1];
     let tag = ok.to_hdr().tag().unwrap().to_owned();
     assert_eq!(ok.call_id(), call_id, "the caller sees its own Call-ID");
-    net.from_caller(&in_dialog("ACK", call_id, "z9hG4bKc1ack", &tag, 1));
+    net.caller_sends(&in_dialog("ACK", call_id, "z9hG4bKc1ack", &tag, 1));
     let sent = net.drain();
     let ack = request_to(&sent, MS1, Method::Ack);
     assert_eq!(ack.call_id(), srv_invite.call_id());
