@@ -96,6 +96,31 @@ const LONG: [(&str, HeaderName<'static>); 27] = [
     ("Allow-Events", HeaderName::AllowEvents),
 ];
 
+/// A name of at most 16 bytes folded to lower case (`| 0x20`) and packed into a `u128`. Known names
+/// hold only letters, digits and `-`, so no other token folds onto one of them.
+const fn fold_key(b: &[u8]) -> u128 {
+    let mut buf = [0u8; 16];
+    let mut i = 0;
+    while i < b.len() && i < 16 {
+        buf[i] = b[i] | 0x20;
+        i += 1;
+    }
+    u128::from_le_bytes(buf)
+}
+
+const fn long_keys() -> [u128; 27] {
+    let mut keys = [0u128; 27];
+    let mut i = 0;
+    while i < LONG.len() {
+        keys[i] = fold_key(LONG[i].0.as_bytes());
+        i += 1;
+    }
+    keys
+}
+
+/// [`fold_key`] of every long name, indexed like `LONG`.
+static LONG_KEYS: [u128; 27] = long_keys();
+
 /// Kind id used in the header index for names that are not a known variant.
 pub(crate) const OTHER_KIND: u8 = u8::MAX;
 
@@ -112,31 +137,10 @@ const OTHER_COMPACT: [(u8, &str); 6] = [
 impl<'a> HeaderName<'a> {
     /// Classifies a header name as written (long or compact form, any case).
     pub fn parse(name: &'a str) -> HeaderName<'a> {
-        if name.len() == 1 {
-            return match name.as_bytes()[0].to_ascii_lowercase() {
-                b'v' => HeaderName::Via,
-                b'f' => HeaderName::From,
-                b't' => HeaderName::To,
-                b'i' => HeaderName::CallId,
-                b'm' => HeaderName::Contact,
-                b'l' => HeaderName::ContentLength,
-                b'c' => HeaderName::ContentType,
-                b'k' => HeaderName::Supported,
-                b's' => HeaderName::Subject,
-                b'e' => HeaderName::ContentEncoding,
-                b'o' => HeaderName::Event,
-                b'x' => HeaderName::SessionExpires,
-                b'r' => HeaderName::ReferTo,
-                b'u' => HeaderName::AllowEvents,
-                _ => HeaderName::Other(name),
-            };
+        match kind_of(name.as_bytes()) {
+            OTHER_KIND => HeaderName::Other(name),
+            k => LONG[usize::from(k)].1,
         }
-        for (long, kind) in &LONG {
-            if long.len() == name.len() && long.eq_ignore_ascii_case(name) {
-                return *kind;
-            }
-        }
-        HeaderName::Other(name)
     }
 
     /// Canonical long form used when Tandem writes this header.
@@ -200,6 +204,76 @@ impl<'a> HeaderName<'a> {
     }
 }
 
+/// [`HeaderName::kind_id`] of a name as written (long or compact form, any case), without building
+/// a `HeaderName`; the parser's per-line classification.
+#[inline]
+pub(crate) fn kind_of(b: &[u8]) -> u8 {
+    kind_of_at(b, 0, b.len())
+}
+
+/// [`kind_of`] for the name `buf[start..end]`; reads 16 bytes at once when `buf` has them.
+#[inline]
+pub(crate) fn kind_of_at(buf: &[u8], start: usize, end: usize) -> u8 {
+    let b = &buf[start..end];
+    if b.len() == 1 {
+        return match b[0].to_ascii_lowercase() {
+            b'v' => 0,
+            b'f' => 1,
+            b't' => 2,
+            b'i' => 3,
+            b'm' => 6,
+            b'l' => 7,
+            b'c' => 8,
+            b'k' => 9,
+            b's' => 10,
+            b'e' => 11,
+            b'o' => 12,
+            b'x' => 24,
+            b'r' => 25,
+            b'u' => 26,
+            _ => OTHER_KIND,
+        };
+    }
+    // Candidates by length (indices into LONG), then one 128-bit compare each.
+    let candidates: &[u8] = match b.len() {
+        2 => &[2],
+        3 => &[0],
+        4 => &[1, 4, 22, 23],
+        5 => &[12, 13, 18],
+        6 => &[19],
+        7 => &[3, 6, 10, 15, 21],
+        8 => &[25],
+        9 => &[9],
+        10 => &[20],
+        11 => &[17],
+        12 => &[5, 8, 14, 26],
+        13 => &[16],
+        14 => &[7],
+        15 => &[24],
+        16 => &[11],
+        _ => return OTHER_KIND,
+    };
+    // Lower-cased (`| 0x20`) name bytes, zero past the name. One unaligned load when the buffer
+    // has 16 bytes from `start`; otherwise built with shifts (a stack buffer would stall on reload).
+    let len_mask = if b.len() == 16 { u128::MAX } else { (1u128 << (b.len() * 8)) - 1 };
+    let key = match buf.get(start..start + 16).and_then(|w| <[u8; 16]>::try_from(w).ok()) {
+        Some(word) => (u128::from_le_bytes(word) | 0x2020_2020_2020_2020_2020_2020_2020_2020) & len_mask,
+        None => {
+            let mut key = 0u128;
+            for (i, &c) in b.iter().enumerate() {
+                key |= u128::from(c | 0x20) << (8 * i);
+            }
+            key
+        }
+    };
+    for &i in candidates {
+        if LONG_KEYS[usize::from(i)] == key {
+            return i;
+        }
+    }
+    OTHER_KIND
+}
+
 /// Canonical long name of a known kind id (see [`HeaderName::kind_id`]); empty for others.
 pub(crate) fn name_of_kind(kind: u8) -> &'static str {
     LONG.get(usize::from(kind)).map_or("", |(n, _)| n)
@@ -229,7 +303,7 @@ mod tests {
     #[test]
     fn long_compact_and_case() {
         for (long, kind) in &LONG {
-            assert_eq!(HeaderName::parse(long), *kind);
+            assert_eq!(HeaderName::parse(long), *kind, "{long}");
             assert_eq!(HeaderName::parse(&long.to_ascii_uppercase()), *kind);
             assert_eq!(kind.as_str(), *long);
             assert_eq!(LONG[usize::from(kind.kind_id())].1, *kind);

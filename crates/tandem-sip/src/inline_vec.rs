@@ -29,8 +29,14 @@ impl<T: Copy + Default, const N: usize> InlineVec<T, N> {
         }
     }
 
+    #[inline]
     pub(crate) fn push(&mut self, v: T) {
-        self.insert(self.len, v);
+        if self.len < N && self.heap.is_empty() {
+            self.inline[self.len] = v;
+            self.len += 1;
+        } else {
+            self.insert(self.len, v);
+        }
     }
 
     pub(crate) fn insert(&mut self, at: usize, v: T) {

@@ -5,13 +5,74 @@
 
 use crate::ParseError;
 
+/// Character classes of RFC 3261 §25.1, one bit each in [`CLASS`].
+pub(crate) const TOKEN: u8 = 1;
+/// `unreserved`: alphanumerics and `-_.!~*'()`.
+pub(crate) const UNRESERVED: u8 = 2;
+/// Extra characters allowed unescaped in a URI user part: `&=+$,;?/`.
+pub(crate) const USER_EXTRA: u8 = 4;
+/// Extra characters allowed unescaped in a URI password: `&=+$,`.
+pub(crate) const PASSWORD_EXTRA: u8 = 8;
+/// Extra characters allowed unescaped in a URI parameter (and `=`): `[]/:&+$=`.
+pub(crate) const PARAM_EXTRA: u8 = 16;
+/// Extra characters allowed unescaped in a URI header (and `=`): `[]/?:+$=`.
+pub(crate) const HEADER_EXTRA: u8 = 32;
+/// Host name characters (alphanumerics, `-`, `.`, and `_` seen in practice).
+pub(crate) const HOST: u8 = 64;
+/// Bytes that never appear unescaped in a URI: controls, SP, non-ASCII, `<>"\`{}|^`.
+pub(crate) const NOT_URI: u8 = 128;
+
+const fn mark(mut t: [u8; 256], chars: &[u8], bit: u8) -> [u8; 256] {
+    let mut i = 0;
+    while i < chars.len() {
+        t[chars[i] as usize] |= bit;
+        i += 1;
+    }
+    t
+}
+
+const fn build_class() -> [u8; 256] {
+    let mut t = [0u8; 256];
+    let mut c = 0;
+    while c < 256 {
+        let b = c as u8;
+        if b.is_ascii_alphanumeric() {
+            t[c] |= TOKEN | UNRESERVED | HOST;
+        }
+        if b <= b' ' || b >= 0x7f {
+            t[c] |= NOT_URI;
+        }
+        c += 1;
+    }
+    t = mark(t, b"-.!%*_+`'~", TOKEN);
+    t = mark(t, b"-_.!~*'()", UNRESERVED);
+    t = mark(t, b"&=+$,;?/", USER_EXTRA);
+    t = mark(t, b"&=+$,", PASSWORD_EXTRA);
+    t = mark(t, b"[]/:&+$=", PARAM_EXTRA);
+    t = mark(t, b"[]/?:+$=", HEADER_EXTRA);
+    t = mark(t, b"-._", HOST);
+    mark(t, b"<>\"\\`{}|^", NOT_URI)
+}
+
+/// Class bits of every byte.
+pub(crate) static CLASS: [u8; 256] = build_class();
+
+/// True when byte `b` has any of the class bits in `mask`.
+#[inline]
+pub(crate) fn has_class(b: u8, mask: u8) -> bool {
+    CLASS[usize::from(b)] & mask != 0
+}
+
 /// `token` characters (RFC 3261 §25.1).
+#[inline]
 pub(crate) fn is_token_char(b: u8) -> bool {
-    b.is_ascii_alphanumeric()
-        || matches!(
-            b,
-            b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~'
-        )
+    has_class(b, TOKEN)
+}
+
+/// Position of the first `b` in `s` from byte `from`.
+#[inline]
+pub(crate) fn find_byte(s: &str, from: usize, b: u8) -> Option<usize> {
+    memchr::memchr(b, &s.as_bytes()[from..]).map(|i| i + from)
 }
 
 /// True when `s` is a non-empty token.
@@ -26,7 +87,8 @@ pub(crate) fn is_lws(b: u8) -> bool {
 
 /// Trims linear white space (including folding) from both ends.
 pub(crate) fn trim_lws(s: &str) -> &str {
-    s.trim_matches(|c| matches!(c, ' ' | '\t' | '\r' | '\n'))
+    let (a, b) = trim_span(s.as_bytes(), 0, s.len());
+    &s[a..b]
 }
 
 /// Index just past the quoted string starting at `s[start]` (which must be `"`).
@@ -56,22 +118,20 @@ pub(crate) fn find_top_level(
     target: u8,
 ) -> Result<Option<usize>, ParseError> {
     let mut i = from;
-    let mut in_angle = false;
     while i < s.len() {
-        let b = s[i];
-        if b == b'"' && !in_angle {
-            i = quoted_end(s, i)?;
-            continue;
+        let Some(off) = memchr::memchr3(target, b'"', b'<', &s[i..]) else {
+            return Ok(None);
+        };
+        i += off;
+        match s[i] {
+            b'"' => i = quoted_end(s, i)?,
+            // Inside <...> nothing is at top level (a URI holds no quotes).
+            b'<' => match memchr::memchr(b'>', &s[i..]) {
+                Some(close) => i += close + 1,
+                None => return Ok(None),
+            },
+            _ => return Ok(Some(i)),
         }
-        if b == target && !in_angle {
-            return Ok(Some(i));
-        }
-        match b {
-            b'<' => in_angle = true,
-            b'>' => in_angle = false,
-            _ => {}
-        }
-        i += 1;
     }
     Ok(None)
 }
@@ -173,7 +233,7 @@ impl<'a> Iterator for Params<'a> {
                 self.pos = bytes.len();
                 return Some(Err(ParseError::HeaderLine));
             }
-            return Some(Ok(match piece.find('=') {
+            return Some(Ok(match find_byte(piece, 0, b'=') {
                 Some(eq) => (trim_lws(&piece[..eq]), Some(trim_lws(&piece[eq + 1..]))),
                 None => (piece, None),
             }));
@@ -185,16 +245,16 @@ impl<'a> Iterator for Params<'a> {
 pub(crate) fn validate_params(s: &str) -> Result<(), ParseError> {
     for p in params(s) {
         let (name, value) = p?;
-        if !is_token(name) {
+        if !valid_param(name, value) {
             return Err(ParseError::HeaderLine);
-        }
-        if let Some(v) = value {
-            if !is_param_value(v) {
-                return Err(ParseError::HeaderLine);
-            }
         }
     }
     Ok(())
+}
+
+/// One generic-param: the name is a token, the value (if any) a token, host or quoted string.
+pub(crate) fn valid_param(name: &str, value: Option<&str>) -> bool {
+    is_token(name) && value.is_none_or(is_param_value)
 }
 
 /// Looks up a parameter by case-insensitive name; a flag yields `Some("")`.

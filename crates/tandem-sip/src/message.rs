@@ -3,9 +3,9 @@
 use crate::framing::{
     leading_crlf, line_end, parse_content_length, scan_headers, MAX_HEADER_SECTION, MAX_MESSAGE,
 };
-use crate::header_name::{HeaderName, OTHER_KIND};
+use crate::header_name::{kind_of_at, HeaderName, OTHER_KIND};
 use crate::inline_vec::InlineVec;
-use crate::lex::{is_token_char, parse_u32, trim_lws, unfold, CommaPieces};
+use crate::lex::{find_byte, is_token_char, parse_u32, trim_lws, unfold, CommaPieces};
 use crate::method::Method;
 use crate::name_addr::NameAddr;
 use crate::uri::Uri;
@@ -139,7 +139,22 @@ pub struct Message {
 
 /// True for the characters of `word` (RFC 3261 §25.1), the Call-ID alphabet.
 fn is_word_char(b: u8) -> bool {
-    is_token_char(b) || b"()<>:\\\"/[]?{}".contains(&b)
+    is_token_char(b)
+        || matches!(
+            b,
+            b'(' | b')'
+                | b'<'
+                | b'>'
+                | b':'
+                | b'\\'
+                | b'"'
+                | b'/'
+                | b'['
+                | b']'
+                | b'?'
+                | b'{'
+                | b'}'
+        )
 }
 
 /// `SIP/` in any case (so byte 4 is a char boundary).
@@ -165,7 +180,7 @@ fn parse_version(v: &str) -> Result<(), ParseError> {
 }
 
 fn parse_start(line: &str, offset: usize) -> Result<Start, ParseError> {
-    let sp = line.find(' ').ok_or(ParseError::StartLine)?;
+    let sp = find_byte(line, 0, b' ').ok_or(ParseError::StartLine)?;
     let first = &line[..sp];
     let rest = &line[sp + 1..];
     if starts_with_sip_slash(first) {
@@ -227,12 +242,10 @@ impl Message {
         let sl_end = line_end(b, start_at).map_err(|_| ParseError::StartLine)?;
         let mut headers: InlineVec<HeaderEntry, INLINE_HEADERS> = InlineVec::new();
         let body_start = scan_headers(b, sl_end + 2, |raw| {
-            let name = std::str::from_utf8(&b[raw.name_start..raw.name_end])
-                .map_err(|_| ParseError::HeaderLine)?;
             let name_len =
                 u16::try_from(raw.name_end - raw.name_start).map_err(|_| ParseError::TooLarge)?;
             headers.push(HeaderEntry {
-                kind: HeaderName::parse(name).kind_id(),
+                kind: kind_of_at(b, raw.name_start, raw.name_end),
                 folded: raw.folded,
                 name_len,
                 line_start: raw.name_start as u32,

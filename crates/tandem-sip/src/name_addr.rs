@@ -1,6 +1,6 @@
 //! name-addr / addr-spec values with header parameters (RFC 3261 §20.10, §25.1).
 
-use crate::lex::{find_param, is_lws, quoted_end, trim_lws, validate_params};
+use crate::lex::{find_byte, find_param, is_lws, quoted_end, trim_lws, validate_params};
 use crate::uri::Uri;
 use crate::ParseError;
 
@@ -35,7 +35,7 @@ impl<'a> NameAddr<'a> {
             }
             (Some(&s[1..end - 1]), rest)
         } else {
-            match s.find('<') {
+            match find_byte(s, 0, b'<') {
                 Some(i) => {
                     let d = trim_lws(&s[..i]);
                     if d.bytes()
@@ -49,11 +49,11 @@ impl<'a> NameAddr<'a> {
             }
         };
         let (uri_text, params) = if let Some(inner) = rest.strip_prefix('<') {
-            let close = inner.find('>').ok_or(ERR)?;
+            let close = find_byte(inner, 0, b'>').ok_or(ERR)?;
             (&inner[..close], trim_lws(&inner[close + 1..]))
         } else {
             // addr-spec: URI parameters here are header parameters (RFC 3261 §20.10).
-            let semi = rest.find(';').unwrap_or(rest.len());
+            let semi = find_byte(rest, 0, b';').unwrap_or(rest.len());
             let uri = trim_lws(&rest[..semi]);
             // A URI with a comma or question mark must be in <> (RFC 3261 §20.10).
             if uri.contains(['?', ',']) {

@@ -1,6 +1,9 @@
 //! URIs (RFC 3261 §19.1, RFC 3966 tel, RFC 5118 IPv6 references) and hosts.
 
-use crate::lex::{find_param, params, validate_params};
+use crate::lex::{
+    find_byte, find_param, has_class, params, validate_params, HEADER_EXTRA, HOST, NOT_URI,
+    PARAM_EXTRA, PASSWORD_EXTRA, UNRESERVED, USER_EXTRA,
+};
 use crate::ParseError;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -118,20 +121,24 @@ pub(crate) fn parse_host(s: &str) -> Result<Host<'_>, ParseError> {
             .map(|a| Host::Ip(IpAddr::V6(a)))
             .map_err(|_| ParseError::Uri);
     }
-    if b.is_empty()
-        || !b
-            .iter()
-            .all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_'))
-    {
+    let (mut numeric, mut prev_dot) = (true, false);
+    for &c in b {
+        if !has_class(c, HOST) || (c == b'.' && prev_dot) {
+            return Err(ParseError::Uri);
+        }
+        prev_dot = c == b'.';
+        numeric &= c.is_ascii_digit() || prev_dot;
+    }
+    if b.is_empty() {
         return Err(ParseError::Uri);
     }
-    if b.iter().all(|&c| c.is_ascii_digit() || c == b'.') {
+    if numeric {
         return s
             .parse::<Ipv4Addr>()
             .map(|a| Host::Ip(IpAddr::V4(a)))
             .map_err(|_| ParseError::Uri);
     }
-    if b[0] == b'.' || b[0] == b'-' || s.contains("..") {
+    if b[0] == b'.' || b[0] == b'-' {
         return Err(ParseError::Uri);
     }
     Ok(Host::Name(s))
@@ -140,7 +147,7 @@ pub(crate) fn parse_host(s: &str) -> Result<Host<'_>, ParseError> {
 /// Splits `host[:port]` (host may be an IPv6 reference) and parses both.
 pub(crate) fn parse_hostport(s: &str) -> Result<(Host<'_>, Option<u16>), ParseError> {
     let (host, port) = if s.starts_with('[') {
-        let close = s.find(']').ok_or(ParseError::Uri)?;
+        let close = find_byte(s, 0, b']').ok_or(ParseError::Uri)?;
         let rest = &s[close + 1..];
         let port = match rest.strip_prefix(':') {
             Some(p) => Some(p),
@@ -149,7 +156,7 @@ pub(crate) fn parse_hostport(s: &str) -> Result<(Host<'_>, Option<u16>), ParseEr
         };
         (&s[..=close], port)
     } else {
-        match s.find(':') {
+        match find_byte(s, 0, b':') {
             Some(i) => (&s[..i], Some(&s[i + 1..])),
             None => (s, None),
         }
@@ -168,8 +175,8 @@ pub(crate) fn parse_port(p: &str) -> Option<u16> {
     p.parse().ok()
 }
 
-/// unreserved / escaped characters plus the extra set allowed in a field.
-fn valid_escaped_field(s: &str, extra: &[u8]) -> bool {
+/// unreserved / escaped characters plus the characters of class `extra`.
+fn valid_escaped_field(s: &str, extra: u8) -> bool {
     let b = s.as_bytes();
     let mut i = 0;
     while i < b.len() {
@@ -181,12 +188,7 @@ fn valid_escaped_field(s: &str, extra: &[u8]) -> bool {
             }
             continue;
         }
-        let unreserved = c.is_ascii_alphanumeric()
-            || matches!(
-                c,
-                b'-' | b'_' | b'.' | b'!' | b'~' | b'*' | b'\'' | b'(' | b')'
-            );
-        if !unreserved && !extra.contains(&c) {
+        if !has_class(c, UNRESERVED | extra) {
             return false;
         }
         i += 1;
@@ -199,17 +201,10 @@ impl<'a> Uri<'a> {
     /// schemes only for characters that can never appear unescaped in a URI.
     pub fn parse(s: &'a str) -> Result<Uri<'a>, ParseError> {
         let b = s.as_bytes();
-        if b.iter().any(|&c| {
-            c <= b' '
-                || c >= 0x7f
-                || matches!(
-                    c,
-                    b'<' | b'>' | b'"' | b'\\' | b'`' | b'{' | b'}' | b'|' | b'^'
-                )
-        }) {
+        if b.iter().any(|&c| has_class(c, NOT_URI)) {
             return Err(ParseError::Uri);
         }
-        let colon = s.find(':').ok_or(ParseError::Uri)?;
+        let colon = find_byte(s, 0, b':').ok_or(ParseError::Uri)?;
         let scheme_text = &s[..colon];
         let sb = scheme_text.as_bytes();
         if sb.is_empty()
@@ -221,11 +216,11 @@ impl<'a> Uri<'a> {
             return Err(ParseError::Uri);
         }
         let rest = &s[colon + 1..];
-        let scheme = if scheme_text.eq_ignore_ascii_case("sip") {
+        let scheme = if sb.eq_ignore_ascii_case(b"sip") {
             Scheme::Sip
-        } else if scheme_text.eq_ignore_ascii_case("sips") {
+        } else if sb.eq_ignore_ascii_case(b"sips") {
             Scheme::Sips
-        } else if scheme_text.eq_ignore_ascii_case("tel") {
+        } else if sb.eq_ignore_ascii_case(b"tel") {
             Scheme::Tel
         } else {
             Scheme::Other
@@ -242,8 +237,8 @@ impl<'a> Uri<'a> {
         match scheme {
             Scheme::Sip | Scheme::Sips => uri.parse_sip(rest)?,
             Scheme::Tel => {
-                let end = rest.find(';').unwrap_or(rest.len());
-                if end == 0 || rest.contains('?') {
+                let end = find_byte(rest, 0, b';').unwrap_or(rest.len());
+                if end == 0 || find_byte(rest, 0, b'?').is_some() {
                     return Err(ParseError::Uri);
                 }
                 uri.user = Some(&rest[..end]);
@@ -260,18 +255,18 @@ impl<'a> Uri<'a> {
     }
 
     fn parse_sip(&mut self, rest: &'a str) -> Result<(), ParseError> {
-        let hostpart = match rest.find('@') {
+        let hostpart = match find_byte(rest, 0, b'@') {
             Some(at) => {
                 let userinfo = &rest[..at];
-                let (user, password) = match userinfo.find(':') {
+                let (user, password) = match find_byte(userinfo, 0, b':') {
                     Some(c) => (&userinfo[..c], Some(&userinfo[c + 1..])),
                     None => (userinfo, None),
                 };
-                if user.is_empty() || !valid_escaped_field(user, b"&=+$,;?/") {
+                if user.is_empty() || !valid_escaped_field(user, USER_EXTRA) {
                     return Err(ParseError::Uri);
                 }
                 if let Some(pw) = password {
-                    if !valid_escaped_field(pw, b"&=+$,") {
+                    if !valid_escaped_field(pw, PASSWORD_EXTRA) {
                         return Err(ParseError::Uri);
                     }
                 }
@@ -280,12 +275,12 @@ impl<'a> Uri<'a> {
             }
             None => rest,
         };
-        let hp_end = hostpart.find([';', '?']).unwrap_or(hostpart.len());
+        let hp_end = memchr::memchr2(b';', b'?', hostpart.as_bytes()).unwrap_or(hostpart.len());
         let (host, port) = parse_hostport(&hostpart[..hp_end])?;
         self.host = Some(host);
         self.port = port;
         let tail = &hostpart[hp_end..];
-        let q = tail.find('?').unwrap_or(tail.len());
+        let q = find_byte(tail, 0, b'?').unwrap_or(tail.len());
         self.params = &tail[..q];
         self.headers = tail.get(q + 1..).unwrap_or("");
         if tail.len() > q && self.headers.is_empty() {
@@ -293,7 +288,7 @@ impl<'a> Uri<'a> {
         }
         if !self.params.split(';').skip(1).all(|p| {
             let (n, v) = p.split_once('=').unwrap_or((p, "x"));
-            !n.is_empty() && !v.is_empty() && valid_escaped_field(p, b"[]/:&+$=")
+            !n.is_empty() && !v.is_empty() && valid_escaped_field(p, PARAM_EXTRA)
         }) {
             return Err(ParseError::Uri);
         }
@@ -301,7 +296,7 @@ impl<'a> Uri<'a> {
             && !self
                 .headers
                 .split('&')
-                .all(|h| h.contains('=') && valid_escaped_field(h, b"[]/?:+$="))
+                .all(|h| h.contains('=') && valid_escaped_field(h, HEADER_EXTRA))
         {
             return Err(ParseError::Uri);
         }

@@ -1,6 +1,6 @@
 //! Via header values (RFC 3261 §20.42, RFC 3581 rport).
 
-use crate::lex::{is_lws, is_token_char, params, trim_lws, validate_params};
+use crate::lex::{find_byte, is_lws, is_token_char, params, trim_lws, valid_param, HOST};
 use crate::uri::{parse_host, parse_port, Host, TransportKind};
 use crate::ParseError;
 
@@ -90,12 +90,12 @@ impl<'a> Via<'a> {
             return Err(ERR);
         }
         let host_text = if s.as_bytes().get(c.pos) == Some(&b'[') {
-            let close = s[c.pos..].find(']').ok_or(ERR)? + c.pos;
+            let close = find_byte(s, c.pos, b']').ok_or(ERR)?;
             let h = &s[c.pos..=close];
             c.pos = close + 1;
             h
         } else {
-            c.take_while(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
+            c.take_while(|b| crate::lex::has_class(b, HOST))
         };
         let host = parse_host(host_text).map_err(|_| ERR)?;
         c.skip_lws();
@@ -109,7 +109,6 @@ impl<'a> Via<'a> {
         if !param_text.is_empty() && !param_text.starts_with(';') {
             return Err(ERR);
         }
-        validate_params(param_text).map_err(|_| ERR)?;
         let mut via = Via {
             transport,
             host,
@@ -121,6 +120,9 @@ impl<'a> Via<'a> {
         };
         for p in params(param_text) {
             let (name, value) = p.map_err(|_| ERR)?;
+            if !valid_param(name, value) {
+                return Err(ERR);
+            }
             if name.eq_ignore_ascii_case("branch") {
                 via.branch = Some(value.filter(|v| !v.is_empty()).ok_or(ERR)?);
             } else if name.eq_ignore_ascii_case("received") {

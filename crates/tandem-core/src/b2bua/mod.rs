@@ -19,8 +19,9 @@ use crate::transaction::{Incoming, TransactionLayer, TxEvent, TxId};
 use crate::{ConnId, CoreConfig, Peer, Transmit};
 use bytes::Bytes;
 use rewrite::SelfAddress;
+use rustc_hash::FxHashMap;
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{BinaryHeap, VecDeque};
 use std::time::Instant;
 use tandem_sip::{HeaderName, Message, Method, ResponseBuilder};
 
@@ -104,11 +105,12 @@ pub struct Core {
     layer: TransactionLayer,
     ids: IdGenerator,
     pool: Pool,
-    calls: HashMap<CallKey, Call>,
+    calls: FxHashMap<CallKey, Call>,
     next_call_key: CallKey,
     /// Tandem's local tag of each leg → the call and side it belongs to.
-    dialogs: HashMap<String, (CallKey, Side)>,
-    roles: HashMap<TxId, TxRole>,
+    /// Keys are tags Tandem minted itself, so a fast non-keyed hash is safe here.
+    dialogs: FxHashMap<String, (CallKey, Side)>,
+    roles: FxHashMap<TxId, TxRole>,
     /// Call timers: (when, call, generation, kind). One with an older generation than its call's is stale.
     call_timers: BinaryHeap<Reverse<(Instant, CallKey, u64, CallTimer)>>,
     events: VecDeque<CallEvent>,
@@ -123,10 +125,10 @@ impl Core {
             layer: TransactionLayer::new(config.timers),
             ids: IdGenerator::default(),
             pool: Pool::new(&config.media_servers, config.probe, now),
-            calls: HashMap::new(),
+            calls: FxHashMap::default(),
             next_call_key: 1,
-            dialogs: HashMap::new(),
-            roles: HashMap::new(),
+            dialogs: FxHashMap::default(),
+            roles: FxHashMap::default(),
             call_timers: BinaryHeap::new(),
             events: VecDeque::new(),
             metrics: Metrics::default(),

@@ -30,6 +30,7 @@ mod timer;
 
 use crate::{Peer, Transmit, Transport};
 use bytes::Bytes;
+use rustc_hash::FxHashMap;
 use server::AckVerdict;
 use state::Key;
 use state::{Kind, Output, State, Transaction, Verdict};
@@ -121,13 +122,13 @@ pub struct TransactionLayer {
     timers: Timers,
     txs: TxTable,
     /// `key::client` → client transaction.
-    client_keys: HashMap<Key, TxId>,
+    client_keys: FxHashMap<Key, TxId>,
     /// `key::server` → server transaction.
     server_keys: HashMap<Key, TxId>,
     /// `key::ack` → server INVITE transaction in Accepted.
     ack_keys: HashMap<Key, TxId>,
     /// Live client transactions per destination, for [`TransactionLayer::handle_transport_error`].
-    client_dests: HashMap<(Transport, SocketAddr), HashSet<TxId>>,
+    client_dests: FxHashMap<(Transport, SocketAddr), HashSet<TxId>>,
     out: Output,
     /// Reused buffer for lookup keys: matching a message allocates nothing.
     scratch: String,
@@ -139,10 +140,10 @@ impl TransactionLayer {
         TransactionLayer {
             timers,
             txs: TxTable::default(),
-            client_keys: HashMap::new(),
+            client_keys: FxHashMap::default(),
             server_keys: HashMap::new(),
             ack_keys: HashMap::new(),
-            client_dests: HashMap::new(),
+            client_dests: FxHashMap::default(),
             out: Output::default(),
             scratch: String::with_capacity(128),
         }
@@ -517,7 +518,7 @@ impl TransactionLayer {
         let Some(tx) = self.txs.remove(id) else {
             return;
         };
-        let keys = if tx.kind.is_client() {
+        if tx.kind.is_client() {
             let dest = (tx.peer.transport, tx.peer.addr);
             if let Some(set) = self.client_dests.get_mut(&dest) {
                 set.remove(&id);
@@ -525,12 +526,11 @@ impl TransactionLayer {
                     self.client_dests.remove(&dest);
                 }
             }
-            &mut self.client_keys
-        } else {
-            &mut self.server_keys
-        };
-        if let Some(key) = &tx.key {
-            remove_if_points_to(keys, key, id);
+            if let Some(key) = &tx.key {
+                remove_if_points_to(&mut self.client_keys, key, id);
+            }
+        } else if let Some(key) = &tx.key {
+            remove_if_points_to(&mut self.server_keys, key, id);
         }
         if let Some(key) = &tx.ack_key {
             remove_if_points_to(&mut self.ack_keys, key, id);
@@ -554,7 +554,11 @@ impl TransactionLayer {
     }
 }
 
-fn remove_if_points_to(map: &mut HashMap<Key, TxId>, key: &str, id: TxId) {
+fn remove_if_points_to<S: std::hash::BuildHasher>(
+    map: &mut HashMap<Key, TxId, S>,
+    key: &str,
+    id: TxId,
+) {
     if map.get(key) == Some(&id) {
         map.remove(key);
     }
