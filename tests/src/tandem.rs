@@ -268,4 +268,39 @@ mod tests {
         assert_eq!(config.to_toml(), expected);
         assert_eq!(config.probe_window(), Duration::from_millis(2100));
     }
+
+    /// Catches drift between this generator and Tandem's config format.
+    #[test]
+    fn generated_config_is_accepted_by_tandem() {
+        let Ok(binary) = tandem_binary() else {
+            crate::workdir::skip(
+                "generated_config_is_accepted_by_tandem",
+                "no Tandem binary built",
+            );
+            return;
+        };
+        let mut dir = crate::TestDir::new("config_check").unwrap();
+        let path = dir.join("tandem.toml");
+        let config = TandemConfig::new(
+            &[
+                "127.0.0.1:5070".parse().unwrap(),
+                "127.0.0.2:5070".parse().unwrap(),
+            ],
+            Transport::Udp,
+        );
+        std::fs::write(&path, config.to_toml()).unwrap();
+        let output = Command::new(binary)
+            .arg("--check-config")
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "tandem --check-config rejects the generated config:\n{}\n{}{}",
+            config.to_toml(),
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        dir.passed();
+    }
 }
