@@ -10,6 +10,11 @@ pub const MAX_HEADER_SECTION: usize = 64 * 1024;
 /// Largest whole message (headers and body) the codec accepts.
 pub const MAX_MESSAGE: usize = 256 * 1024;
 
+/// Finds the CRLF CRLF that ends a header section (built once: building a finder per search costs
+/// more than the search).
+static EMPTY_LINE: std::sync::LazyLock<memmem::Finder<'static>> =
+    std::sync::LazyLock::new(|| memmem::Finder::new(b"\r\n\r\n"));
+
 /// One logical header line: offsets into the message buffer.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct RawLine {
@@ -157,7 +162,7 @@ pub fn frame_stream(buf: &[u8]) -> FrameResult {
         return Ok((skip > 0).then_some(skip));
     }
     let rest = &buf[skip..];
-    let Some(blank) = memmem::find(rest, b"\r\n\r\n") else {
+    let Some(blank) = EMPTY_LINE.find(rest) else {
         return if rest.len() > MAX_HEADER_SECTION {
             Err(ParseError::TooLarge)
         } else {

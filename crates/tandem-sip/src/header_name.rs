@@ -255,9 +255,18 @@ pub(crate) fn kind_of_at(buf: &[u8], start: usize, end: usize) -> u8 {
     };
     // Lower-cased (`| 0x20`) name bytes, zero past the name. One unaligned load when the buffer
     // has 16 bytes from `start`; otherwise built with shifts (a stack buffer would stall on reload).
-    let len_mask = if b.len() == 16 { u128::MAX } else { (1u128 << (b.len() * 8)) - 1 };
-    let key = match buf.get(start..start + 16).and_then(|w| <[u8; 16]>::try_from(w).ok()) {
-        Some(word) => (u128::from_le_bytes(word) | 0x2020_2020_2020_2020_2020_2020_2020_2020) & len_mask,
+    let len_mask = if b.len() == 16 {
+        u128::MAX
+    } else {
+        (1u128 << (b.len() * 8)) - 1
+    };
+    let key = match buf
+        .get(start..start + 16)
+        .and_then(|w| <[u8; 16]>::try_from(w).ok())
+    {
+        Some(word) => {
+            (u128::from_le_bytes(word) | 0x2020_2020_2020_2020_2020_2020_2020_2020) & len_mask
+        }
         None => {
             let mut key = 0u128;
             for (i, &c) in b.iter().enumerate() {

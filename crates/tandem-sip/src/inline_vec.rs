@@ -39,6 +39,19 @@ impl<T: Copy + Default, const N: usize> InlineVec<T, N> {
         }
     }
 
+    /// Appends a default element and returns it, for filling in place (no temporary).
+    #[inline]
+    pub(crate) fn push_slot(&mut self) -> &mut T {
+        if self.len < N && self.heap.is_empty() {
+            self.len += 1;
+            &mut self.inline[self.len - 1]
+        } else {
+            self.insert(self.len, T::default());
+            let last = self.len - 1;
+            &mut self.as_mut_slice()[last]
+        }
+    }
+
     pub(crate) fn insert(&mut self, at: usize, v: T) {
         let at = at.min(self.len);
         if self.len >= N {

@@ -244,14 +244,15 @@ impl Message {
         let body_start = scan_headers(b, sl_end + 2, |raw| {
             let name_len =
                 u16::try_from(raw.name_end - raw.name_start).map_err(|_| ParseError::TooLarge)?;
-            headers.push(HeaderEntry {
-                kind: kind_of_at(b, raw.name_start, raw.name_end),
-                folded: raw.folded,
-                name_len,
-                line_start: raw.name_start as u32,
-                line_end: raw.line_end as u32,
-                value: Span::new(raw.value_start, raw.value_end),
-            });
+            // Filled in place: building the entry in a temporary made the copy stall on
+            // store forwarding.
+            let e = headers.push_slot();
+            e.kind = kind_of_at(b, raw.name_start, raw.name_end);
+            e.folded = raw.folded;
+            e.name_len = name_len;
+            e.line_start = raw.name_start as u32;
+            e.line_end = raw.line_end as u32;
+            e.value = Span::new(raw.value_start, raw.value_end);
             Ok(())
         })?;
         if body_start - start_at > MAX_HEADER_SECTION {
