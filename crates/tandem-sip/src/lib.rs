@@ -32,7 +32,7 @@ pub use build::{RequestBuilder, ResponseBuilder};
 pub use edit::Editor;
 pub use framing::{frame_stream, is_keepalive, FrameResult, MAX_HEADER_SECTION, MAX_MESSAGE};
 pub use header_name::HeaderName;
-pub use message::{CSeq, Message, StartLine};
+pub use message::{CSeq, Message, StartLine, MAX_HEADERS};
 pub use method::Method;
 pub use name_addr::NameAddr;
 pub use uri::{Host, Scheme, TransportKind, Uri};

@@ -14,6 +14,9 @@ use crate::{Editor, ParseError};
 use bytes::Bytes;
 use std::borrow::Cow;
 
+/// Most header lines a message may have (indices are kept in `u16`).
+pub const MAX_HEADERS: usize = 1024;
+
 /// Header lines indexed without allocating; more spill to the heap.
 const INLINE_HEADERS: usize = 32;
 
@@ -246,6 +249,9 @@ impl Message {
                 u16::try_from(raw.name_end - raw.name_start).map_err(|_| ParseError::TooLarge)?;
             // Filled in place: building the entry in a temporary made the copy stall on
             // store forwarding.
+            if headers.len() >= MAX_HEADERS {
+                return Err(ParseError::TooLarge);
+            }
             let e = headers.push_slot();
             e.kind = kind_of_at(b, raw.name_start, raw.name_end);
             e.folded = raw.folded;

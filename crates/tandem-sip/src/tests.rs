@@ -273,6 +273,12 @@ fn rejects_invalid() {
         &"X-Pad: 0123456789\r\n".repeat(4000),
     );
     assert_eq!(parse(&big).unwrap_err(), ParseError::TooLarge);
+    let mut many = INVITE.to_string();
+    many.insert_str(
+        many.find("\r\n").unwrap() + 2,
+        &"a:\r\n".repeat(MAX_HEADERS),
+    );
+    assert_eq!(parse(&many).unwrap_err(), ParseError::TooLarge);
     let non_utf8 = [
         INVITE
             .replacen("Max-Forwards: 70", "X: \u{1}", 1)
