@@ -1,0 +1,232 @@
+#!/bin/bash
+# sip-load.sh -- the same SIPp call load through Kamailio, then through Tandem, and how they compare.
+#
+# How to run (root not needed; everything stays on 127.0.0.1; about 6 minutes at most):
+#   cargo build --release -p tandem -p tandem-tests   # Tandem and the tandem-config helper
+#   benches/sip-load.sh                               # or: RATES="500 1000" STEP_SECONDS=5 benches/sip-load.sh
+#
+# What it does, for each proxy in turn (Kamailio with benches/kamailio-bench.cfg: tm + rr + dialog,
+# 2 UDP workers, tlsf allocator, 2 GiB shared memory; then target/release/tandem or $TANDEM_BIN):
+#   SIPp caller (tests/scenarios/uac_load.xml: INVITE, 200, ACK, 1 s call, BYE) → proxy → SIPp media
+#   server (uas_load.xml), UDP, -buff_size 4194304 on both SIPp ends. The call rate steps up through
+#   $RATES; each step places RATE × STEP_SECONDS calls and is bounded by SIPp's -timeout
+#   (STEP_SECONDS + 5 s). The first step with a failed or unfinished call ends that proxy's run.
+# What it prints, per step and for the highest step with 0 failed calls:
+#   CPU seconds per 1,000 calls of the proxy (utime+stime from /proc/PID/stat, summed over all the
+#   proxy's processes), peak memory (PSS from /proc/PID/smaps_rollup summed over its processes,
+#   sampled every 0.5 s; after_MiB: right after the step's last call ended), SIPp's INVITE→200 response
+#   time mean/p50/p99 (-trace_rtt: SIPp's clock counts whole milliseconds, so on loopback most samples
+#   are 0 ms). Then the ratios Tandem / Kamailio.
+# If Tandem is missing or fails, Kamailio's figures are still printed. Files: $BENCH_DIR (default
+# target/sip-load), one folder per proxy and step.
+#
+# Measured on 2026-11-21, 2 vCPU VM (Debian 12, kernel 6.x), SIPp 3.6.1, Kamailio 5.6.3,
+# RATES="200 500 1000 1500 2000 3000 4000", STEP_SECONDS=10: see the numbers in the commit that
+# last changed this header (figures move with the machine; compare ratios, not absolute values).
+set -uo pipefail
+
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(cd "$HERE/.." && pwd)
+SCEN=$ROOT/tests/scenarios
+RATES=${RATES:-"200 500 1000 2000 3000 4000 5000 6000 8000"}
+STEP_SECONDS=${STEP_SECONDS:-10}
+BASE=${BENCH_PORT_BASE:-19000}
+BENCH_DIR=${BENCH_DIR:-$ROOT/target/sip-load}
+BUFF=4194304
+UAS_PORT=$BASE UAS_MEDIA=$((BASE + 10)) PROXY_PORT=$((BASE + 20)) ADMIN_PORT=$((BASE + 21))
+UAC_PORT=$((BASE + 30)) UAC_MEDIA=$((BASE + 40)) UAS_CTL=$((BASE + 50)) UAC_CTL=$((BASE + 51))
+TICKS=$(getconf CLK_TCK)
+
+declare -A RESULT # RESULT[proxy.field]
+
+log() { printf '%s\n' "$*"; }
+die_proxy() { log "  $1"; return 1; }
+
+# pids of the process group $1 (a proxy and its workers)
+group_pids() {
+  local pgid=$1 stat pid rest
+  for stat in /proc/[0-9]*/stat; do
+    read -r rest 2>/dev/null <"$stat" || continue
+    pid=${stat#/proc/}
+    pid=${pid%/stat}
+    rest=${rest##*) }
+    # fields after "comm)": state ppid pgrp ...
+    set -- $rest
+    [ "${3:-}" = "$pgid" ] && echo "$pid"
+  done
+}
+# CPU ticks (utime+stime) of process group $1
+group_ticks() {
+  local total=0 pid rest
+  for pid in $(group_pids "$1"); do
+    rest=$(sed 's/.*) //' "/proc/$pid/stat" 2>/dev/null) || continue
+    set -- $rest
+    total=$((total + ${12} + ${13}))
+  done
+  echo "$total"
+}
+# PSS in KiB of process group $1
+group_pss_kib() {
+  local total=0 pid kib
+  for pid in $(group_pids "$1"); do
+    kib=$(awk '/^Pss:/ {print $2}' "/proc/$pid/smaps_rollup" 2>/dev/null)
+    total=$((total + ${kib:-0}))
+  done
+  echo "$total"
+}
+# field $2 of SIPp's -trace_stat file $1 (last line)
+stat_field() {
+  awk -F';' -v name="$2" 'NR == 1 { for (i = 1; i <= NF; i++) if ($i == name) col = i; next }
+    NF > 1 { v = $col } END { print (v == "" ? 0 : v) + 0 }' "$1" 2>/dev/null || echo 0
+}
+# mean of the response times (ms) in SIPp's -trace_rtt file $1
+rtt_mean() {
+  awk -F';' 'NR > 1 && $2 != "" { n++; sum += $2 } END { if (n == 0) print "n/a"; else printf "%.3f", sum / n }' "$1" 2>/dev/null
+}
+# percentile $2 (0-100) of the response times (ms) in SIPp's -trace_rtt file $1
+rtt_percentile() {
+  awk -F';' 'NR > 1 && $2 != "" { print $2 }' "$1" 2>/dev/null | sort -n |
+    awk -v p="$2" '{ v[NR] = $1 } END { if (NR == 0) { print "n/a"; exit } i = int((NR * p + 99) / 100); if (i < 1) i = 1; print v[i] }'
+}
+
+# OPTIONS to $1 with SIPp until a 200 comes back (10 s at most)
+wait_sip_ready() {
+  local deadline=$((SECONDS + 10))
+  while [ $SECONDS -lt $deadline ]; do
+    if sipp "$1" -sf "$SCEN/uac_options.xml" -i 127.0.0.1 -p "$UAC_PORT" -cp "$UAC_CTL" -m 1 -nostdin \
+      -timeout 1s -timeout_error >/dev/null 2>&1; then
+      return 0
+    fi
+  done
+  return 1
+}
+
+stop_pid() { # stop process $1 (and its group): TERM, then KILL after 5 s
+  local pid=$1 i
+  [ -n "$pid" ] || return 0
+  kill -TERM "$pid" 2>/dev/null || return 0
+  for i in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill -KILL -- "-$pid" 2>/dev/null
+  wait "$pid" 2>/dev/null
+}
+
+start_uas() { # $1 = folder
+  (cd "$1" && exec sipp -sf "$SCEN/uas_load.xml" -i 127.0.0.1 -p "$UAS_PORT" -mi 127.0.0.1 -mp "$UAS_MEDIA" \
+    -cp "$UAS_CTL" -t u1 -buff_size $BUFF -nostdin -timeout 900s -trace_stat -stf uas.csv -fd 5 \
+    >uas.out 2>&1) &
+  UAS_PID=$!
+}
+
+start_kamailio() { # $1 = folder
+  setsid kamailio -DD -E -f "$HERE/kamailio-bench.cfg" -x tlsf -X tlsf -m 2048 -M 64 \
+    -P "$1/kamailio.pid" -Y "$1" -l "udp:127.0.0.1:$PROXY_PORT" \
+    -A 'NEXT_HOST="127.0.0.1"' -A "NEXT_PORT=$UAS_PORT" >"$1/kamailio.log" 2>&1 &
+  PROXY_PID=$!
+}
+
+start_tandem() { # $1 = folder
+  local bin=${TANDEM_BIN:-$ROOT/target/release/tandem} gen=""
+  for gen in "$ROOT/target/release/tandem-config" "$ROOT/target/debug/tandem-config" ""; do
+    [ -x "$gen" ] && break
+  done
+  [ -x "$bin" ] || die_proxy "no Tandem binary at $bin (cargo build --release -p tandem)" || return 1
+  [ -n "$gen" ] || die_proxy "no tandem-config helper (cargo build --release -p tandem-tests)" || return 1
+  "$gen" --sip "127.0.0.1:$PROXY_PORT" --admin "127.0.0.1:$ADMIN_PORT" --server "127.0.0.1:$UAS_PORT/udp" \
+    >"$1/tandem.toml" || return 1
+  RUST_LOG=${RUST_LOG:-warn} setsid "$bin" --config "$1/tandem.toml" >"$1/tandem.log" 2>&1 &
+  PROXY_PID=$!
+}
+
+# one load step: $1 proxy name, $2 rate, $3 folder; sets STEP_* and returns 1 if any call failed
+run_step() {
+  local name=$1 rate=$2 dir=$3 calls=$(($2 * STEP_SECONDS)) t0 t1 sampler peak
+  mkdir -p "$dir"
+  t0=$(group_ticks "$PROXY_PID")
+  (peak=0; while :; do v=$(group_pss_kib "$PROXY_PID"); [ "$v" -gt "$peak" ] && peak=$v && echo "$peak" >"$dir/pss_peak"; sleep 0.5; done) &
+  sampler=$!
+  (cd "$dir" && exec sipp "127.0.0.1:$PROXY_PORT" -sf "$SCEN/uac_load.xml" -s 100 -i 127.0.0.1 -p "$UAC_PORT" \
+    -mi 127.0.0.1 -mp "$UAC_MEDIA" -cp "$UAC_CTL" -t u1 -buff_size $BUFF -r "$rate" -m "$calls" -l $((rate * 5)) \
+    -nostdin -timeout $((STEP_SECONDS + 5))s -timeout_error -trace_stat -stf uac.csv -fd 1 \
+    -trace_rtt -rtt_freq 100 >uac.out 2>&1)
+  t1=$(group_ticks "$PROXY_PID")
+  kill "$sampler" 2>/dev/null
+  wait "$sampler" 2>/dev/null
+  peak=$(cat "$dir/pss_peak" 2>/dev/null || echo 0)
+  local rtt; rtt=$(ls "$dir"/*_rtt.csv 2>/dev/null | head -1)
+  STEP_OK=$(stat_field "$dir/uac.csv" "SuccessfulCall(C)")
+  STEP_FAILED=$(stat_field "$dir/uac.csv" "FailedCall(C)")
+  STEP_CPU=$(awk -v d=$((t1 - t0)) -v hz="$TICKS" -v n="$STEP_OK" 'BEGIN { if (n > 0) printf "%.3f", d / hz / n * 1000; else print "n/a" }')
+  STEP_P50=$(rtt_percentile "$rtt" 50)
+  STEP_P99=$(rtt_percentile "$rtt" 99)
+  STEP_MEAN=$(rtt_mean "$rtt")
+  STEP_AFTER=$(awk -v k="$(group_pss_kib "$PROXY_PID")" 'BEGIN { printf "%.1f", k / 1024 }')
+  STEP_MEM=$(awk -v k="$peak" 'BEGIN { printf "%.1f", k / 1024 }')
+  printf '  %6s %7s %7s %7s %10s %8s %7s %7s %9s %10s\n' "$rate" "$calls" "$STEP_OK" "$STEP_FAILED" "$STEP_CPU" \
+    "$STEP_MEAN" "$STEP_P50" "$STEP_P99" "$STEP_MEM" "$STEP_AFTER"
+  [ "$STEP_FAILED" -eq 0 ] && [ "$STEP_OK" -eq "$calls" ]
+}
+
+bench_proxy() { # $1 = name (kamailio|tandem)
+  local name=$1 dir=$BENCH_DIR/$1 rate
+  rm -rf "$dir"
+  mkdir -p "$dir"
+  UAS_PID="" PROXY_PID=""
+  start_uas "$dir"
+  if ! "start_$name" "$dir"; then
+    stop_pid "$UAS_PID"
+    return
+  fi
+  if ! wait_sip_ready "127.0.0.1:$PROXY_PORT"; then
+    log "  $name did not answer OPTIONS on 127.0.0.1:$PROXY_PORT; log: $(ls "$dir"/*.log | head -1)"
+    tail -5 "$dir"/*.log 2>/dev/null | sed 's/^/    /'
+    stop_pid "$PROXY_PID"
+    stop_pid "$UAS_PID"
+    return
+  fi
+  printf '  %6s %7s %7s %7s %10s %8s %7s %7s %9s %10s\n' rate calls ok failed "cpu_s/1k" mean_ms p50_ms p99_ms peak_MiB \
+    after_MiB
+  for rate in $RATES; do
+    if run_step "$name" "$rate" "$dir/rate-$rate"; then
+      RESULT[$name.rate]=$rate RESULT[$name.cpu]=$STEP_CPU RESULT[$name.mem]=$STEP_MEM
+      RESULT[$name.p50]=$STEP_P50 RESULT[$name.p99]=$STEP_P99 RESULT[$name.mean]=$STEP_MEAN
+    else
+      log "  step $rate cps had failed or unfinished calls: stopping ($dir/rate-$rate)"
+      break
+    fi
+    kill -0 "$PROXY_PID" 2>/dev/null || { log "  $name exited; log in $dir"; break; }
+  done
+  local uas_failed; uas_failed=$(stat_field "$dir/uas.csv" "FailedCall(C)")
+  stop_pid "$PROXY_PID"
+  stop_pid "$UAS_PID"
+  [ "$uas_failed" = 0 ] || log "  (media server SIPp counted $uas_failed failed calls)"
+  if [ -n "${RESULT[$name.rate]:-}" ]; then
+    log "  $name: highest rate with 0 failed calls ${RESULT[$name.rate]} cps; CPU ${RESULT[$name.cpu]} s per 1,000 calls;" \
+      "peak memory ${RESULT[$name.mem]} MiB; INVITE→200 mean ${RESULT[$name.mean]} ms, p50 ${RESULT[$name.p50]} ms," \
+      "p99 ${RESULT[$name.p99]} ms"
+  else
+    log "  $name: no step without failed calls"
+  fi
+}
+
+ratio() { # Tandem / Kamailio for field $1
+  awk -v t="${RESULT[tandem.$1]:-}" -v k="${RESULT[kamailio.$1]:-}" \
+    'BEGIN { if (t == "" || k == "" || t == "n/a" || k == "n/a" || k + 0 == 0) print "n/a"; else printf "%.2f", t / k }'
+}
+
+command -v sipp >/dev/null || { echo "sipp is not installed (scripts/install-test-deps.sh)"; exit 1; }
+mkdir -p "$BENCH_DIR"
+trap 'stop_pid "${PROXY_PID:-}"; stop_pid "${UAS_PID:-}"' EXIT
+log "sip-load: $(date -u +%FT%TZ), $(nproc) CPUs ($(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)), kernel $(uname -r)"
+log "  $(sipp -v 2>/dev/null | grep -o 'SIPp v[^ ]*' | head -1), $(kamailio -v 2>/dev/null | head -1)"
+log "  rates: $RATES cps; $STEP_SECONDS s of new calls per step; 1 s calls; UDP; net.core.rmem_max=$(cat /proc/sys/net/core/rmem_max)"
+if command -v kamailio >/dev/null; then
+  log "== Kamailio (benches/kamailio-bench.cfg: tm + rr + dialog, 2 UDP workers, tlsf, 2048 MiB shm)"
+  bench_proxy kamailio
+else
+  log "== Kamailio: not installed, skipped"
+fi
+log "== Tandem (${TANDEM_BIN:-target/release/tandem}, RUST_LOG=${RUST_LOG:-warn})"
+bench_proxy tandem
+log "== Tandem / Kamailio"
+log "  highest clean rate x$(ratio rate); CPU per call x$(ratio cpu); peak memory x$(ratio mem);" \
+  "response time mean x$(ratio mean), p50 x$(ratio p50), p99 x$(ratio p99)"
