@@ -99,8 +99,15 @@ pub fn relay_response(
 ) -> Bytes {
     let vias = joined(origin, HeaderName::Via);
     let mut ed = incoming.edit();
-    ed.set(HeaderName::Via, &vias)
-        .remove_all(HeaderName::RecordRoute);
+    ed.set(HeaderName::Via, &vias);
+    // The far leg's Record-Route stays there; the origin's own is echoed back (§12.1.1) so the
+    // proxies on the origin side stay in its route set.
+    let record_route = joined(origin, HeaderName::RecordRoute);
+    if record_route.is_empty() {
+        ed.remove_all(HeaderName::RecordRoute);
+    } else {
+        ed.set(HeaderName::RecordRoute, &record_route);
+    }
     copy_header(&mut ed, origin, HeaderName::From);
     if origin.to_hdr().tag().is_some() {
         copy_header(&mut ed, origin, HeaderName::To);
