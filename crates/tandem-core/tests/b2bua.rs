@@ -485,3 +485,52 @@ fn a_server_that_rings_forever_is_cancelled_after_timer_c() {
     net.drain();
     assert_eq!(net.core.active_calls(), 0);
 }
+
+#[test]
+fn a_late_answer_from_an_abandoned_server_is_acknowledged_and_hung_up() {
+    let mut net = Net::new();
+    net.caller_sends(&invite("late-1@caller", "z9hG4bKlate", 70));
+    let sent = net.drain();
+    let first = request_to(&sent, MS1, Method::Invite).clone();
+    net.advance(Duration::from_millis(2100));
+    let sent = net.drain();
+    request_to(&sent, MS2, Method::Invite);
+    net.server_sends(MS1, answer(&first, 200, "OK", true));
+    let sent = net.drain();
+    let ack = request_to(&sent, MS1, Method::Ack);
+    assert_eq!(ack.call_id(), first.call_id());
+    assert_eq!(ack.to_hdr().tag(), Some("srv1"));
+    let bye = request_to(&sent, MS1, Method::Bye);
+    assert_eq!(bye.cseq().seq, first.cseq().seq + 1);
+    assert!(
+        statuses(&sent, CALLER).is_empty(),
+        "the caller sees nothing of it"
+    );
+    assert_eq!(net.core.active_calls(), 1, "the call goes on with ms2");
+}
+
+#[test]
+fn the_callers_record_route_is_echoed_in_responses() {
+    let mut net = Net::new();
+    let via_proxy = invite("rr-1@caller", "z9hG4bKrr", 70).replace(
+        "X-Custom: kept as is",
+        "Record-Route: <sip:127.0.0.1:5065;lr>",
+    );
+    net.caller_sends(&via_proxy);
+    let sent = net.drain();
+    let inv = request_to(&sent, MS1, Method::Invite).clone();
+    assert!(
+        inv.header(HeaderName::RecordRoute).is_none(),
+        "the caller side's proxies stay hidden"
+    );
+    net.server_sends(MS1, answer(&inv, 200, "OK", true));
+    let sent = net.drain();
+    let ok = only_to(&sent, CALLER)
+        .into_iter()
+        .find(|m| m.status() == Some(200))
+        .unwrap();
+    assert_eq!(
+        ok.header(HeaderName::RecordRoute).as_deref(),
+        Some("<sip:127.0.0.1:5065;lr>")
+    );
+}

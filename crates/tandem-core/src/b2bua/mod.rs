@@ -12,7 +12,7 @@ mod probe;
 pub mod rewrite;
 mod setup;
 
-use crate::call::{Call, CallKey, Side};
+use crate::call::{Call, CallKey, Leg, Side};
 use crate::ids::IdGenerator;
 use crate::pool::{Pool, ServerIndex};
 use crate::transaction::{Incoming, TransactionLayer, TxEvent, TxId};
@@ -81,7 +81,7 @@ enum TxRole {
     /// The INVITE toward the current media server of a call being set up.
     ServerInvite { call: CallKey },
     /// An INVITE Tandem gave up on (failover, cancel); a late 2xx is acknowledged and ended with BYE.
-    Abandoned { peer: Peer },
+    Abandoned { leg: Box<Leg> },
     /// A request relayed from leg `from_side`, whose response goes back on server transaction `origin`.
     Relayed {
         call: CallKey,
@@ -324,7 +324,7 @@ impl Core {
         };
         match role {
             TxRole::ServerInvite { call } => self.on_server_invite_response(now, tx, call, msg),
-            TxRole::Abandoned { peer } => self.on_abandoned_response(now, tx, &msg, peer),
+            TxRole::Abandoned { leg } => self.on_abandoned_response(now, &msg, &leg),
             TxRole::Relayed {
                 call,
                 from_side,

@@ -367,8 +367,8 @@ impl Core {
         };
         let server = call.server_index;
         if let Some(stx) = call.server_invite_tx.take() {
-            let peer = call.server.peer;
-            self.roles.insert(stx, TxRole::Abandoned { peer });
+            let leg = Box::new(call.server.clone());
+            self.roles.insert(stx, TxRole::Abandoned { leg });
         }
         if call.caller_invite_tx.is_none() {
             self.end_call(key, "cancel");
@@ -502,63 +502,38 @@ impl Core {
     }
 
     /// A response to an INVITE Tandem gave up on: a 2xx gets ACK and BYE so no orphan call remains.
-    pub(super) fn on_abandoned_response(
-        &mut self,
-        now: Instant,
-        tx: TxId,
-        msg: &Message,
-        peer: Peer,
-    ) {
+    pub(super) fn on_abandoned_response(&mut self, now: Instant, msg: &Message, leg: &Leg) {
         let Some(code) = msg.status() else { return };
         if !(200..300).contains(&code) {
             return;
         }
-        let Some(invite) = self.layer.request(tx).cloned() else {
-            return;
-        };
-        let Some(from) = invite.header(HeaderName::From) else {
-            return;
-        };
-        let Some(to) = msg.header(HeaderName::To) else {
-            return;
-        };
-        let target = msg.contacts().first().map(|c| c.uri.raw.to_owned());
-        let leg = Leg {
-            call_id: invite.call_id().to_owned(),
-            local_tag: String::new(),
-            remote_tag: msg.to_hdr().tag().map(str::to_owned),
-            local_party: from.into_owned(),
-            remote_party: to.into_owned(),
-            local_cseq: invite.cseq().seq,
-            remote_cseq: None,
-            remote_target: target
-                .unwrap_or_else(|| invite.request_uri().unwrap_or_default().to_owned()),
-            route_set: msg
-                .record_routes()
-                .iter()
-                .rev()
-                .map(|r| format!("<{}>{}", r.uri.raw, r.params))
-                .collect(),
-            peer,
-        };
-        let ack = rewrite::leg_request(
-            &self.me,
-            &leg,
-            &Method::Ack,
-            leg.local_cseq,
-            &self.ids.branch(),
-            None,
-        );
-        self.layer.send_stateless(peer, ack);
+        let mut leg = leg.clone();
+        leg.remote_tag = msg.to_hdr().tag().map(str::to_owned);
+        if let Some(to) = msg.header(HeaderName::To) {
+            leg.remote_party = to.into_owned();
+        }
+        if let Some(contact) = msg.contacts().first() {
+            leg.remote_target = contact.uri.raw.to_owned();
+        }
+        leg.route_set = msg
+            .record_routes()
+            .iter()
+            .rev()
+            .map(|r| format!("<{}>{}", r.uri.raw, r.params))
+            .collect();
+        let cseq = msg.cseq().seq;
+        let ack =
+            rewrite::leg_request(&self.me, &leg, &Method::Ack, cseq, &self.ids.branch(), None);
+        self.layer.send_stateless(leg.peer, ack);
         let bye = rewrite::leg_request(
             &self.me,
             &leg,
             &Method::Bye,
-            leg.local_cseq + 1,
+            cseq + 1,
             &self.ids.branch(),
             None,
         );
-        self.send_request(now, bye, peer, TxRole::Own);
+        self.send_request(now, bye, leg.peer, TxRole::Own);
     }
 
     /// ACK for the server's 2xx when the caller will never send one (the caller cancelled).
