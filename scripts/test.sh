@@ -18,6 +18,10 @@ step() { printf '\n==> %s\n' "$*"; }
 
 step "test dependencies"
 if ! scripts/install-test-deps.sh; then
+  if [ "${CI:-}" = true ]; then
+    echo "ERROR: scripts/install-test-deps.sh failed; CI needs every test peer" >&2
+    exit 1
+  fi
   echo "WARNING: scripts/install-test-deps.sh failed; tests whose tools are missing will SKIP" >&2
 fi
 
