@@ -479,3 +479,48 @@ pub fn find_file(dir: &Path, suffix: &str) -> Option<PathBuf> {
                 .unwrap_or(false)
         })
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_last_line_of_the_stat_and_counts_files() {
+        let dir = std::env::temp_dir().join(format!("tandem-sipp-parse-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let stat = dir.join("stat.csv");
+        std::fs::write(
+            &stat,
+            "TotalCallCreated;SuccessfulCall(C);FailedCall(C);FailedUnexpectedMessage(C);FailedTcpClosed(C);OutOfCallMsgs(C)\n\
+             1;0;0;0;0;0\n3;1;2;2;0;4\n",
+        )
+        .unwrap();
+        let stats = SippStats::parse(&stat).unwrap();
+        assert_eq!(
+            (
+                stats.created,
+                stats.successful,
+                stats.failed,
+                stats.out_of_call
+            ),
+            (3, 1, 2, 4)
+        );
+        assert_eq!(
+            stats.failure_kinds,
+            vec![("FailedUnexpectedMessage".to_owned(), 2)]
+        );
+
+        let counts = dir.join("x_counts.csv");
+        std::fs::write(
+            &counts,
+            "CurrentTime;0_OPTIONS_Recv;1_INVITE_Recv;5_INVITE_Recv\nt;0;0;0\nt;7;2;1\n",
+        )
+        .unwrap();
+        let counts = MessageCounts::parse(&counts).unwrap();
+        assert_eq!(counts.first_received("INVITE"), 2);
+        assert_eq!(counts.first_received("OPTIONS"), 7);
+        assert_eq!(counts.first_received("BYE"), 0);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
