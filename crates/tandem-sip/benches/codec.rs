@@ -107,6 +107,23 @@ fn rewrite_ok(raw: &'static [u8]) -> Bytes {
     m.edit().pop_first_value(HeaderName::Via).finish()
 }
 
+/// What a stateful element does with a request: parse it, keep a clone (the transaction), pass the
+/// original on by value through a few calls, then drop both.
+fn keep_and_pass(raw: &'static [u8]) -> usize {
+    #[inline(never)]
+    fn hop(m: Message, depth: u32) -> Message {
+        if depth == 0 {
+            m
+        } else {
+            hop(black_box(m), depth - 1)
+        }
+    }
+    let m = parse(raw);
+    let kept = black_box(m.clone());
+    let passed = hop(m, 4);
+    kept.header_count() + passed.header_count()
+}
+
 fn allocations(label: &str, f: impl Fn()) {
     f(); // warm any lazily initialised state
     let region = Region::new(GLOBAL);
@@ -125,6 +142,9 @@ fn bench(c: &mut Criterion) {
     });
     allocations("parse 200 OK", || drop(black_box(parse(OK))));
     allocations("parse+rewrite 200 OK", || drop(black_box(rewrite_ok(OK))));
+    allocations("parse+keep+pass INVITE", || {
+        black_box(keep_and_pass(INVITE));
+    });
 
     let mut g = c.benchmark_group("codec");
     g.warm_up_time(Duration::from_secs(1))
@@ -136,6 +156,9 @@ fn bench(c: &mut Criterion) {
     g.bench_function("parse 200 OK", |b| b.iter(|| parse(black_box(OK))));
     g.bench_function("parse+rewrite 200 OK", |b| {
         b.iter(|| rewrite_ok(black_box(OK)))
+    });
+    g.bench_function("parse+keep+pass INVITE", |b| {
+        b.iter(|| keep_and_pass(black_box(INVITE)))
     });
     g.finish();
 }

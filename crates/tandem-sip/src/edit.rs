@@ -1,9 +1,10 @@
 //! Byte-splicing edits of a parsed message.
 
 use crate::header_name::{HeaderName, OTHER_KIND};
+use crate::index::Span;
 use crate::inline_vec::InlineVec;
 use crate::lex::{fmt_u64, CommaPieces};
-use crate::message::{Message, Span};
+use crate::message::Message;
 
 /// Edited header lines kept inline; more spill to the heap.
 const INLINE_LINES: usize = 40;
@@ -115,8 +116,8 @@ impl<'m> Editor<'m> {
 
     fn line_name(&self, l: &EditLine) -> &str {
         if l.orig != NEW_LINE {
-            let e = &self.msg.headers.as_slice()[usize::from(l.orig)];
-            self.msg.text(e.name_span())
+            self.msg
+                .name_of(&self.msg.headers.as_slice()[usize::from(l.orig)])
         } else if l.kind == OTHER_KIND {
             self.arena_text(l.name)
         } else {
@@ -256,7 +257,7 @@ impl<'m> Editor<'m> {
     fn emit(&self, out: &mut impl Sink) {
         match self.start_line {
             Some(s) => out.put(&self.arena[s.range()]),
-            None => out.put(self.msg.bytes_of(self.msg.start_line_span())),
+            None => out.put(self.msg.start_line_bytes()),
         }
         out.put(b"\r\n");
         let body: &[u8] = match self.body {
@@ -277,7 +278,7 @@ impl<'m> Editor<'m> {
             }
             if l.orig != NEW_LINE && l.skip == 0 {
                 let e = &self.msg.headers.as_slice()[usize::from(l.orig)];
-                out.put(self.msg.bytes_of(e.line_span()));
+                out.put(self.msg.line_bytes(e));
                 continue;
             }
             let value = self.line_value(l);

@@ -48,6 +48,13 @@ pub fn fuzz_parse(data: &[u8]) {
         msg.header_count(),
         msg.request_uri_parsed(),
     );
+    // What `parse` caches must be what the accessors would parse.
+    if msg.vias().first() != Some(&msg.top_via())
+        || msg.from_tag() != msg.from_hdr().tag()
+        || msg.to_tag() != msg.to_hdr().tag()
+    {
+        panic!("cached top Via or tags differ from the parsed headers");
+    }
     for (name, value) in msg.iter_headers() {
         let _ = msg.header(name);
         let _ = value.len();

@@ -17,6 +17,7 @@ mod build;
 mod edit;
 mod framing;
 mod header_name;
+mod index;
 mod inline_vec;
 mod lex;
 mod message;

@@ -4,71 +4,18 @@ use crate::framing::{
     leading_crlf, line_end, parse_content_length, scan_headers, MAX_HEADER_SECTION, MAX_MESSAGE,
 };
 use crate::header_name::{kind_of_at, HeaderName, OTHER_KIND};
-use crate::inline_vec::InlineVec;
+use crate::index::{rel_offset, HeaderEntry, HeaderIndex, Rel, ScratchIndex, Span};
 use crate::lex::{find_byte, is_token_char, parse_u32, trim_lws, unfold, CommaPieces};
 use crate::method::Method;
 use crate::name_addr::NameAddr;
 use crate::uri::Uri;
-use crate::via::Via;
+use crate::via::{Via, ViaIndex};
 use crate::{Editor, ParseError};
 use bytes::Bytes;
 use std::borrow::Cow;
 
 /// Most header lines a message may have (indices are kept in `u16`).
 pub const MAX_HEADERS: usize = 1024;
-
-/// Header lines indexed without allocating; more spill to the heap.
-const INLINE_HEADERS: usize = 32;
-
-/// Byte range `start..end` in the message buffer.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) struct Span {
-    pub(crate) start: u32,
-    pub(crate) end: u32,
-}
-
-impl Span {
-    pub(crate) fn new(start: usize, end: usize) -> Span {
-        // Offsets fit: messages are bounded by MAX_MESSAGE.
-        Span {
-            start: start as u32,
-            end: end as u32,
-        }
-    }
-    pub(crate) fn range(self) -> std::ops::Range<usize> {
-        self.start as usize..self.end as usize
-    }
-}
-
-/// One indexed header line.
-#[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct HeaderEntry {
-    /// [`HeaderName::kind_id`] of the name.
-    pub(crate) kind: u8,
-    /// The trimmed value contains folded line breaks.
-    pub(crate) folded: bool,
-    pub(crate) name_len: u16,
-    /// Start of the line (the name starts the line).
-    pub(crate) line_start: u32,
-    /// Just past the CRLF ending the line (continuation lines included).
-    pub(crate) line_end: u32,
-    pub(crate) value: Span,
-}
-
-impl HeaderEntry {
-    pub(crate) fn name_span(&self) -> Span {
-        Span {
-            start: self.line_start,
-            end: self.line_start + u32::from(self.name_len),
-        }
-    }
-    pub(crate) fn line_span(&self) -> Span {
-        Span {
-            start: self.line_start,
-            end: self.line_end,
-        }
-    }
-}
 
 /// The first line of a message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,8 +38,8 @@ pub enum StartLine<'a> {
 
 #[derive(Debug, Clone)]
 enum Start {
-    Request { method: Method, uri: Span },
-    Response { code: u16, reason: Span },
+    Request { method: Method, uri: Rel },
+    Response { code: u16, reason: Rel },
 }
 
 /// CSeq: sequence number and method.
@@ -125,19 +72,28 @@ impl CSeq {
     }
 }
 
-/// One parsed SIP message: the bytes plus an index of spans into them. Cheap to clone (refcounted).
+/// One parsed SIP message: the bytes plus an index of spans into them. Cheap to clone and to move
+/// (about 200 bytes; the bytes and the header index are refcounted).
 #[derive(Debug, Clone)]
 pub struct Message {
     buf: Bytes,
+    /// Where the start line begins (after any leading CRLFs); header-section offsets count from here.
+    origin: u32,
     start: Start,
-    start_line: Span,
-    pub(crate) headers: InlineVec<HeaderEntry, INLINE_HEADERS>,
+    /// Length of the start line, without CRLF.
+    start_line_len: u16,
+    pub(crate) headers: HeaderIndex,
     body: Span,
-    call_id: Span,
+    call_id: Rel,
     cseq: CSeq,
     max_forwards: Option<u32>,
     from: u16,
     to: u16,
+    /// `tag` parameters of From and To (`Some` of an empty range for a valueless `;tag`).
+    from_tag: Option<Rel>,
+    to_tag: Option<Rel>,
+    /// The first Via value, parsed once by `parse`.
+    top_via: ViaIndex,
 }
 
 /// True for the characters of `word` (RFC 3261 §25.1), the Call-ID alphabet.
@@ -182,7 +138,8 @@ fn parse_version(v: &str) -> Result<(), ParseError> {
     Ok(())
 }
 
-fn parse_start(line: &str, offset: usize) -> Result<Start, ParseError> {
+/// Parses the start line `line`, which begins at the origin (spans are relative to it).
+fn parse_start(line: &str) -> Result<Start, ParseError> {
     let sp = find_byte(line, 0, b' ').ok_or(ParseError::StartLine)?;
     let first = &line[..sp];
     let rest = &line[sp + 1..];
@@ -199,10 +156,9 @@ fn parse_start(line: &str, offset: usize) -> Result<Start, ParseError> {
         if !(100..=699).contains(&code) || reason.bytes().any(|c| c < b' ' && c != b'\t') {
             return Err(ParseError::StartLine);
         }
-        let rs = offset + line.len() - reason.len();
         return Ok(Start::Response {
             code,
-            reason: Span::new(rs, offset + line.len()),
+            reason: Rel::new(line.len() - reason.len(), line.len(), 0)?,
         });
     }
     let method = Method::from_token(first).ok_or(ParseError::StartLine)?;
@@ -215,10 +171,10 @@ fn parse_start(line: &str, offset: usize) -> Result<Start, ParseError> {
     if !Uri::parse(uri)?.headers.is_empty() {
         return Err(ParseError::Uri);
     }
-    let us = offset + sp + 1;
+    let us = sp + 1;
     Ok(Start::Request {
         method,
-        uri: Span::new(us, us + uri.len()),
+        uri: Rel::new(us, us + uri.len(), 0)?,
     })
 }
 
@@ -243,22 +199,27 @@ impl Message {
         let b: &[u8] = &buf;
         let start_at = leading_crlf(b);
         let sl_end = line_end(b, start_at).map_err(|_| ParseError::StartLine)?;
-        let mut headers: InlineVec<HeaderEntry, INLINE_HEADERS> = InlineVec::new();
+        let mut headers = ScratchIndex::new();
         let body_start = scan_headers(b, sl_end + 2, |raw| {
-            let name_len =
-                u16::try_from(raw.name_end - raw.name_start).map_err(|_| ParseError::TooLarge)?;
-            // Filled in place: building the entry in a temporary made the copy stall on
-            // store forwarding.
             if headers.len() >= MAX_HEADERS {
                 return Err(ParseError::TooLarge);
             }
+            let line_start = rel_offset(raw.name_start, start_at)?;
+            let value_start = rel_offset(raw.value_start, start_at)?;
+            // The line end may sit exactly at 64 KiB (a datagram with no empty line): lengths fit.
+            let line_len =
+                u16::try_from(raw.line_end - raw.name_start).map_err(|_| ParseError::TooLarge)?;
+            // Filled in place: building the entry in a temporary made the copy stall on
+            // store forwarding.
             let e = headers.push_slot();
             e.kind = kind_of_at(b, raw.name_start, raw.name_end);
             e.folded = raw.folded;
-            e.name_len = name_len;
-            e.line_start = raw.name_start as u32;
-            e.line_end = raw.line_end as u32;
-            e.value = Span::new(raw.value_start, raw.value_end);
+            e.line_start = line_start;
+            // Name and value are inside the line, so their lengths fit as well.
+            e.name_len = (raw.name_end - raw.name_start) as u16;
+            e.value_start = value_start;
+            e.value_len = (raw.value_end - raw.value_start) as u16;
+            e.line_len = line_len;
             Ok(())
         })?;
         if body_start - start_at > MAX_HEADER_SECTION {
@@ -266,13 +227,15 @@ impl Message {
         }
         let head =
             std::str::from_utf8(&b[start_at..body_start]).map_err(|_| ParseError::HeaderLine)?;
-        let start = parse_start(&head[..sl_end - start_at], start_at)?;
+        let start = parse_start(&head[..sl_end - start_at])?;
         let value = |e: &HeaderEntry| {
-            &head[e.value.start as usize - start_at..e.value.end as usize - start_at]
+            let v = e.value_span(0);
+            &head[v.start as usize..v.end as usize]
         };
 
         let mut first = [u16::MAX; 8];
         let mut count = [0u8; 8];
+        let mut top_via = None;
         for (i, e) in headers.as_slice().iter().enumerate() {
             let k = usize::from(e.kind);
             // Via, From, To, Call-ID, CSeq, Max-Forwards, (Contact), Content-Length have ids 0..=7.
@@ -283,9 +246,13 @@ impl Message {
                 count[k] = count[k].saturating_add(1);
             }
             if e.kind == HeaderName::Via.kind_id() {
+                let text = value(e);
                 let mut any = false;
-                for (a, z) in CommaPieces::new(value(e)) {
-                    Via::parse(&value(e)[a..z]).map_err(|_| ParseError::Header("Via"))?;
+                for (a, z) in CommaPieces::new(text) {
+                    let via = Via::parse(&text[a..z]).map_err(|_| ParseError::Header("Via"))?;
+                    if top_via.is_none() {
+                        top_via = Some(ViaIndex::new(text, &via, e.value_start));
+                    }
                     any = true;
                 }
                 if !any {
@@ -301,16 +268,20 @@ impl Message {
                 }
                 Ok(&headers.as_slice()[usize::from(first[k])])
             };
-        if count[0] == 0 {
+        let Some(top_via) = top_via else {
             return Err(ParseError::Header("Via"));
-        }
-        let check_addr = |e: &HeaderEntry, label: &'static str| match NameAddr::parse(value(e)) {
-            Ok(_) => Ok(()),
-            Err(ParseError::Uri) => Err(ParseError::Uri),
-            Err(_) => Err(ParseError::Header(label)),
         };
-        check_addr(once(HeaderName::From, "From")?, "From")?;
-        check_addr(once(HeaderName::To, "To")?, "To")?;
+        // Validates a From or To value and finds its tag.
+        let addr_tag = |e: &HeaderEntry, label: &'static str| -> Result<Option<Rel>, ParseError> {
+            let text = value(e);
+            match NameAddr::parse(text) {
+                Ok(addr) => Ok(addr.tag().map(|tag| Rel::of_part(text, tag, e.value_start))),
+                Err(ParseError::Uri) => Err(ParseError::Uri),
+                Err(_) => Err(ParseError::Header(label)),
+            }
+        };
+        let from_tag = addr_tag(once(HeaderName::From, "From")?, "From")?;
+        let to_tag = addr_tag(once(HeaderName::To, "To")?, "To")?;
         let call_id_entry = once(HeaderName::CallId, "Call-ID")?;
         let cid = value(call_id_entry);
         let valid_cid = cid.split_once('@').map_or(
@@ -355,19 +326,23 @@ impl Message {
             }
             _ => return Err(ParseError::ContentLength),
         };
-        let call_id = call_id_entry.value;
+        let call_id = call_id_entry.value();
         let from = first[usize::from(HeaderName::From.kind_id())];
         let to = first[usize::from(HeaderName::To.kind_id())];
         Ok(Message {
+            origin: start_at as u32,
             start,
-            start_line: Span::new(start_at, sl_end),
-            headers,
+            start_line_len: rel_offset(sl_end, start_at)?,
+            headers: HeaderIndex::from_scratch(&headers),
             body,
             call_id,
             cseq,
             max_forwards,
             from,
             to,
+            from_tag,
+            to_tag,
+            top_via,
             buf,
         })
     }
@@ -382,14 +357,30 @@ impl Message {
         std::str::from_utf8(&self.buf[s.range()]).unwrap_or_default()
     }
 
+    /// Text of a header-section range.
+    pub(crate) fn rel_text(&self, r: Rel) -> &str {
+        self.text(r.at(self.origin))
+    }
+
     /// The raw bytes of a span.
     pub(crate) fn bytes_of(&self, s: Span) -> &[u8] {
         &self.buf[s.range()]
     }
 
-    /// The start line text, without CRLF.
-    pub(crate) fn start_line_span(&self) -> Span {
-        self.start_line
+    /// The name of one indexed line, as written.
+    pub(crate) fn name_of(&self, e: &HeaderEntry) -> &str {
+        self.text(e.name_span(self.origin))
+    }
+
+    /// The whole of one indexed line, CRLF and continuation lines included.
+    pub(crate) fn line_bytes(&self, e: &HeaderEntry) -> &[u8] {
+        self.bytes_of(e.line_span(self.origin))
+    }
+
+    /// The start line, without CRLF.
+    pub(crate) fn start_line_bytes(&self) -> &[u8] {
+        let origin = self.origin as usize;
+        &self.buf[origin..origin + usize::from(self.start_line_len)]
     }
 
     /// The first line, parsed.
@@ -397,11 +388,11 @@ impl Message {
         match &self.start {
             Start::Request { method, uri } => StartLine::Request {
                 method: method.clone(),
-                uri: self.text(*uri),
+                uri: self.rel_text(*uri),
             },
             Start::Response { code, reason } => StartLine::Response {
                 code: *code,
-                reason: self.text(*reason),
+                reason: self.rel_text(*reason),
             },
         }
     }
@@ -430,7 +421,7 @@ impl Message {
     /// Request-URI text (`None` for responses).
     pub fn request_uri(&self) -> Option<&str> {
         match self.start {
-            Start::Request { uri, .. } => Some(self.text(uri)),
+            Start::Request { uri, .. } => Some(self.rel_text(uri)),
             Start::Response { .. } => None,
         }
     }
@@ -438,7 +429,7 @@ impl Message {
     /// Reason phrase (`None` for requests).
     pub fn reason(&self) -> Option<&str> {
         match self.start {
-            Start::Response { reason, .. } => Some(self.text(reason)),
+            Start::Response { reason, .. } => Some(self.rel_text(reason)),
             Start::Request { .. } => None,
         }
     }
@@ -446,7 +437,7 @@ impl Message {
     /// True when indexed line `e` has the (classified) name `name`.
     fn entry_is(&self, e: &HeaderEntry, name: HeaderName<'_>) -> bool {
         e.kind == name.kind_id()
-            && (e.kind != OTHER_KIND || HeaderName::Other(self.text(e.name_span())).is(name))
+            && (e.kind != OTHER_KIND || HeaderName::Other(self.name_of(e)).is(name))
     }
 
     /// Indexed lines whose name matches `name` (any form, any case).
@@ -463,7 +454,7 @@ impl Message {
 
     /// Raw value text of one line: trimmed, folded line breaks kept.
     pub(crate) fn raw_value(&self, e: &HeaderEntry) -> &str {
-        self.text(e.value)
+        self.text(e.value_span(self.origin))
     }
 
     fn value_cow(&self, e: &HeaderEntry) -> Cow<'_, str> {
@@ -510,12 +501,10 @@ impl Message {
 
     /// Every header line in order as (name as written, value with folding replaced by one space).
     pub fn iter_headers(&self) -> impl Iterator<Item = (HeaderName<'_>, Cow<'_, str>)> + '_ {
-        self.headers.as_slice().iter().map(|e| {
-            (
-                HeaderName::parse(self.text(e.name_span())),
-                self.value_cow(e),
-            )
-        })
+        self.headers
+            .as_slice()
+            .iter()
+            .map(|e| (HeaderName::parse(self.name_of(e)), self.value_cow(e)))
     }
 
     /// Byte range of the whole `n`-th header line in [`Message::as_bytes`] (CRLF and continuation
@@ -524,7 +513,7 @@ impl Message {
         self.headers
             .as_slice()
             .get(n)
-            .map(|e| e.line_span().range())
+            .map(|e| e.line_span(self.origin).range())
     }
 
     /// Number of header lines (for tests and limits).
@@ -534,7 +523,7 @@ impl Message {
 
     /// The Call-ID.
     pub fn call_id(&self) -> &str {
-        self.text(self.call_id)
+        self.rel_text(self.call_id)
     }
 
     /// The CSeq.
@@ -542,12 +531,9 @@ impl Message {
         self.cseq.clone()
     }
 
-    /// The first Via value (validated by `parse`).
+    /// The first Via value (parsed once, by `parse`).
     pub fn top_via(&self) -> Via<'_> {
-        self.raw_values(HeaderName::Via)
-            .next()
-            .and_then(|v| Via::parse(v).ok())
-            .unwrap_or_else(|| Via::empty())
+        self.top_via.get(|r| self.rel_text(r))
     }
 
     /// All Via values, top first.
@@ -573,6 +559,16 @@ impl Message {
     /// The To header (validated by `parse`).
     pub fn to_hdr(&self) -> NameAddr<'_> {
         self.addr_at(self.to)
+    }
+
+    /// The From `tag` parameter (`Some("")` for a valueless `;tag`), without parsing From again.
+    pub fn from_tag(&self) -> Option<&str> {
+        self.from_tag.map(|r| self.rel_text(r))
+    }
+
+    /// The To `tag` parameter (`Some("")` for a valueless `;tag`), without parsing To again.
+    pub fn to_tag(&self) -> Option<&str> {
+        self.to_tag.map(|r| self.rel_text(r))
     }
 
     /// Max-Forwards, when present (validated by `parse`).

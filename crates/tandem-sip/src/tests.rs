@@ -87,6 +87,39 @@ f: <sip:a@a.example>;tag=1\r\nt: <sip:b@b.example>;tag=2\r\ni: cid\r\nCSeq: 1 IN
     assert_eq!(m.contacts().len(), 2);
     assert_eq!(m.call_id(), "cid");
     assert!(m.body().is_empty());
+    assert_eq!(m.top_via(), vias[0]);
+    assert_eq!((m.from_tag(), m.to_tag()), (Some("1"), Some("2")));
+}
+
+#[test]
+fn cached_top_via_and_tags_after_leading_crlf() {
+    // Offsets are kept relative to the start line: leading CRLFs must not shift them.
+    let r = format!(
+        "\r\n\r\n{}",
+        INVITE.replace(
+            "pc33.atlanta.example.com;branch=z9hG4bK776asdhds",
+            "[2001:db8::9]:5062 ; branch = z9hG4bKx ;received=192.0.2.7;rport=9, SIP/2.0/TCP second"
+        )
+    );
+    let m = parse(&r).unwrap();
+    let via = m.top_via();
+    assert_eq!(
+        via,
+        Via::parse(m.raw_values(HeaderName::Via).next().unwrap()).unwrap()
+    );
+    assert_eq!(via.host, Host::Ip("2001:db8::9".parse().unwrap()));
+    assert_eq!(via.branch, Some("z9hG4bKx"));
+    assert_eq!(via.received, Some("192.0.2.7"));
+    assert_eq!(via.rport, Some(Some(9)));
+    assert_eq!(
+        via.params,
+        "; branch = z9hG4bKx ;received=192.0.2.7;rport=9"
+    );
+    assert_eq!(m.from_tag(), Some("1928301774"));
+    assert_eq!(m.to_tag(), None);
+    let flag = parse(&INVITE.replace("Bob <sip:bob@biloxi.example.com>", "<sip:b@c>;tag")).unwrap();
+    assert_eq!(flag.to_tag(), Some(""));
+    assert_eq!(flag.request_uri(), Some("sip:bob@biloxi.example.com"));
 }
 
 #[test]
@@ -503,3 +536,5 @@ fn fuzz_entry_on_samples() {
     crate::fuzz::fuzz_parse(b"");
     crate::fuzz::fuzz_parse(&INVITE.as_bytes()[..100]);
 }
+
+

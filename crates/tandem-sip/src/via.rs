@@ -1,8 +1,10 @@
 //! Via header values (RFC 3261 §20.42, RFC 3581 rport).
 
+use crate::index::Rel;
 use crate::lex::{find_byte, is_lws, is_token_char, params, trim_lws, valid_param, HOST};
 use crate::uri::{parse_host, parse_port, Host, TransportKind};
 use crate::ParseError;
+use std::net::IpAddr;
 
 /// One Via value (RFC 3261 §20.42, RFC 3581).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -157,17 +159,58 @@ impl<'a> Via<'a> {
     pub fn param(&self, name: &str) -> Option<&'a str> {
         crate::lex::find_param(self.params, name)
     }
+}
 
-    /// A placeholder used when a validated header is read back (never observed in practice).
-    pub(crate) fn empty() -> Via<'static> {
+/// The host of a [`ViaIndex`].
+#[derive(Debug, Clone, Copy)]
+enum HostIndex {
+    Ip(IpAddr),
+    Name(Rel),
+}
+
+/// A parsed Via kept as offsets, so a message hands out its top Via without parsing it again.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ViaIndex {
+    transport: TransportKind,
+    host: HostIndex,
+    port: Option<u16>,
+    branch: Option<Rel>,
+    received: Option<Rel>,
+    rport: Option<Option<u16>>,
+    params: Rel,
+}
+
+impl ViaIndex {
+    /// Records `via`, parsed from a sub-slice of `outer`; `base` is `outer`'s offset.
+    pub(crate) fn new(outer: &str, via: &Via<'_>, base: u16) -> ViaIndex {
+        let at = |part: &str| Rel::of_part(outer, part, base);
+        ViaIndex {
+            transport: via.transport,
+            host: match via.host {
+                Host::Ip(ip) => HostIndex::Ip(ip),
+                Host::Name(name) => HostIndex::Name(at(name)),
+            },
+            port: via.port,
+            branch: via.branch.map(at),
+            received: via.received.map(at),
+            rport: via.rport,
+            params: at(via.params),
+        }
+    }
+
+    /// The Via again, its text read through `text`.
+    pub(crate) fn get<'a>(&self, text: impl Fn(Rel) -> &'a str) -> Via<'a> {
         Via {
-            transport: TransportKind::Other,
-            host: Host::Name(""),
-            port: None,
-            branch: None,
-            received: None,
-            rport: None,
-            params: "",
+            transport: self.transport,
+            host: match self.host {
+                HostIndex::Ip(ip) => Host::Ip(ip),
+                HostIndex::Name(name) => Host::Name(text(name)),
+            },
+            port: self.port,
+            branch: self.branch.map(&text),
+            received: self.received.map(&text),
+            rport: self.rport,
+            params: text(self.params),
         }
     }
 }

@@ -245,6 +245,9 @@ fn check_accessors(spec: &MsgSpec, m: &Message) {
     assert_eq!(m.from_hdr().tag(), Some(spec.from_tag.as_str()));
     assert_eq!(m.from_hdr().uri.user, Some(spec.from_user.as_str()));
     assert_eq!(m.to_hdr().tag(), spec.to_tag.as_deref());
+    assert_eq!(m.from_tag(), Some(spec.from_tag.as_str()));
+    assert_eq!(m.to_tag(), spec.to_tag.as_deref());
+    assert_eq!(m.top_via(), vias[0]);
     let contact_users: Vec<_> = m
         .contacts()
         .iter()
