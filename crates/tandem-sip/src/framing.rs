@@ -4,6 +4,7 @@ use crate::header_name::HeaderName;
 use crate::lex::{is_token_char, trim_span};
 use crate::ParseError;
 use memchr::{memchr, memchr2, memmem};
+use std::ops::ControlFlow;
 
 /// Largest header section (start line through the empty line) the codec accepts.
 pub const MAX_HEADER_SECTION: usize = 64 * 1024;
@@ -49,10 +50,12 @@ pub(crate) fn leading_crlf(buf: &[u8]) -> usize {
 /// for every logical line. Returns the offset of the body (just past the empty line). A buffer that
 /// ends cleanly after a header line's CRLF, without the empty line, ends the header section there
 /// (datagram leniency; stream framing always has the empty line).
+///
+/// When `each` breaks, the walk stops there and returns the offset just past that line.
 pub(crate) fn scan_headers(
     buf: &[u8],
     mut pos: usize,
-    mut each: impl FnMut(RawLine) -> Result<(), ParseError>,
+    mut each: impl FnMut(RawLine) -> Result<ControlFlow<()>, ParseError>,
 ) -> Result<usize, ParseError> {
     loop {
         if pos == buf.len() {
@@ -86,7 +89,7 @@ pub(crate) fn scan_headers(
         }
         let (value_start, value_end) = trim_span(buf, i + 1, content_end);
         let folded = next != eol + 2 && memchr(b'\n', &buf[value_start..value_end]).is_some();
-        each(RawLine {
+        let flow = each(RawLine {
             name_start,
             name_end,
             value_start,
@@ -95,6 +98,9 @@ pub(crate) fn scan_headers(
             folded,
         })?;
         pos = next;
+        if flow.is_break() {
+            return Ok(pos);
+        }
     }
 }
 

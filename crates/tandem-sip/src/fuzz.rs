@@ -55,6 +55,14 @@ pub fn fuzz_parse(data: &[u8]) {
     {
         panic!("cached top Via or tags differ from the parsed headers");
     }
+    // The readers for messages Tandem built agree with the parser on every valid message.
+    let head = crate::peek_request(data);
+    if crate::peek_status(data) != msg.status()
+        || head.as_ref().map(|h| &h.method) != msg.method()
+        || head.is_some_and(|h| h.branch != msg.top_via().branch)
+    {
+        panic!("peek_status or peek_request disagrees with parse");
+    }
     for (name, value) in msg.iter_headers() {
         let _ = msg.header(name);
         let _ = value.len();

@@ -8,6 +8,8 @@
 //! * [`Editor`]: byte-splicing edits (push/pop Via, replace or remove headers, new start line, body
 //!   swap with a fixed Content-Length) that copy untouched bytes verbatim, in one allocation.
 //! * [`ResponseBuilder`] / [`RequestBuilder`]: new messages (100 Trying, 483, OPTIONS probes, BYE, ACK).
+//! * [`peek_status`] / [`peek_request`]: the status code, or the method and top-Via branch, of a
+//!   message this process built, without parsing it again.
 //!
 //! API CONTRACT — other crates code against exactly these names and signatures.
 
@@ -23,6 +25,7 @@ mod lex;
 mod message;
 mod method;
 mod name_addr;
+mod peek;
 mod uri;
 mod via;
 
@@ -36,6 +39,7 @@ pub use header_name::HeaderName;
 pub use message::{CSeq, Message, StartLine, MAX_HEADERS};
 pub use method::Method;
 pub use name_addr::NameAddr;
+pub use peek::{peek_request, peek_status, RequestHead};
 pub use uri::{Host, Scheme, TransportKind, Uri};
 pub use via::Via;
 

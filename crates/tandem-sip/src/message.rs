@@ -13,6 +13,7 @@ use crate::via::{Via, ViaIndex};
 use crate::{Editor, ParseError};
 use bytes::Bytes;
 use std::borrow::Cow;
+use std::ops::ControlFlow;
 
 /// Most header lines a message may have (indices are kept in `u16`).
 pub const MAX_HEADERS: usize = 1024;
@@ -37,7 +38,7 @@ pub enum StartLine<'a> {
 }
 
 #[derive(Debug, Clone)]
-enum Start {
+pub(crate) enum Start {
     Request { method: Method, uri: Rel },
     Response { code: u16, reason: Rel },
 }
@@ -139,7 +140,7 @@ fn parse_version(v: &str) -> Result<(), ParseError> {
 }
 
 /// Parses the start line `line`, which begins at the origin (spans are relative to it).
-fn parse_start(line: &str) -> Result<Start, ParseError> {
+pub(crate) fn parse_start(line: &str) -> Result<Start, ParseError> {
     let sp = find_byte(line, 0, b' ').ok_or(ParseError::StartLine)?;
     let first = &line[..sp];
     let rest = &line[sp + 1..];
@@ -220,7 +221,7 @@ impl Message {
             e.value_start = value_start;
             e.value_len = (raw.value_end - raw.value_start) as u16;
             e.line_len = line_len;
-            Ok(())
+            Ok(ControlFlow::Continue(()))
         })?;
         if body_start - start_at > MAX_HEADER_SECTION {
             return Err(ParseError::TooLarge);

@@ -536,5 +536,3 @@ fn fuzz_entry_on_samples() {
     crate::fuzz::fuzz_parse(b"");
     crate::fuzz::fuzz_parse(&INVITE.as_bytes()[..100]);
 }
-
-

@@ -1,0 +1,107 @@
+//! What a transaction layer needs to know about a message this process built itself — a response's
+//! status code, a request's method and top-Via branch — read without parsing the whole message.
+//!
+//! [`crate::Message::parse`] validates every header a received message carries; a message built by
+//! [`crate::Editor`], [`crate::ResponseBuilder`] or [`crate::RequestBuilder`] needs none of that
+//! before it is sent, and these readers look at the start line and at most the lines up to the
+//! first Via.
+
+use crate::framing::{leading_crlf, line_end, scan_headers};
+use crate::header_name::{kind_of_at, HeaderName};
+use crate::lex::CommaPieces;
+use crate::message::{parse_start, Start};
+use crate::method::Method;
+use crate::via::Via;
+use std::ops::ControlFlow;
+
+/// The start line, parsed, and the offset of the first header line.
+fn start_line(buf: &[u8]) -> Option<(Start, usize)> {
+    let at = leading_crlf(buf);
+    let end = line_end(buf, at).ok()?;
+    let line = std::str::from_utf8(&buf[at..end]).ok()?;
+    Some((parse_start(line).ok()?, end + 2))
+}
+
+/// The status code of a response; `None` for a request, or when the Status-Line does not parse.
+pub fn peek_status(buf: &[u8]) -> Option<u16> {
+    match start_line(buf)?.0 {
+        Start::Response { code, .. } => Some(code),
+        Start::Request { .. } => None,
+    }
+}
+
+/// What [`peek_request`] reads from a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestHead<'a> {
+    /// The method of the Request-Line.
+    pub method: Method,
+    /// The `branch` parameter of the top Via; `None` when there is no Via, it does not parse, or it
+    /// has no branch.
+    pub branch: Option<&'a str>,
+}
+
+/// The method and top-Via branch of a request, from its Request-Line and first Via value only;
+/// `None` for a response, or when the Request-Line does not parse. Nothing after the first Via is
+/// looked at, so this is no validation: it is meant for requests this process built itself.
+pub fn peek_request(buf: &[u8]) -> Option<RequestHead<'_>> {
+    let (Start::Request { method, .. }, headers_at) = start_line(buf)? else {
+        return None;
+    };
+    let mut via_value = None;
+    let via_kind = HeaderName::Via.kind_id();
+    // A malformed line before the first Via leaves the branch unknown.
+    let _ = scan_headers(buf, headers_at, |raw| {
+        if kind_of_at(buf, raw.name_start, raw.name_end) != via_kind {
+            return Ok(ControlFlow::Continue(()));
+        }
+        via_value = Some(raw.value_start..raw.value_end);
+        Ok(ControlFlow::Break(()))
+    });
+    let branch = via_value
+        .and_then(|range| std::str::from_utf8(&buf[range]).ok())
+        .and_then(|text| {
+            let (a, z) = CommaPieces::new(text).next()?;
+            Via::parse(&text[a..z]).ok()?.branch
+        });
+    Some(RequestHead { method, branch })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn reads_status_method_and_branch() {
+        let ok = b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP h;branch=z9hG4bKa\r\n\r\n";
+        assert_eq!(peek_status(ok), Some(200));
+        assert_eq!(peek_request(ok), None);
+        let invite = b"\r\nINVITE sip:a@b SIP/2.0\r\nMax-Forwards: 70\r\n\
+v: SIP/2.0/UDP h:5060 ; branch=z9hG4bKx, SIP/2.0/UDP g;branch=z9hG4bKy\r\nVia: SIP/2.0/UDP k;branch=z\r\n\r\n";
+        assert_eq!(peek_status(invite), None);
+        assert_eq!(
+            peek_request(invite),
+            Some(RequestHead {
+                method: Method::Invite,
+                branch: Some("z9hG4bKx")
+            })
+        );
+    }
+
+    #[test]
+    fn unreadable_parts() {
+        assert_eq!(peek_status(b"SIP/2.0 2000 OK\r\n\r\n"), None);
+        assert_eq!(peek_request(b"BYE sip:a@b\r\n\r\n"), None);
+        let head = |raw: &'static [u8]| peek_request(raw).unwrap().branch;
+        assert_eq!(head(b"BYE sip:a@b SIP/2.0\r\nTo: <sip:a@b>\r\n\r\n"), None);
+        assert_eq!(
+            head(b"BYE sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h\r\n\r\n"),
+            None
+        );
+        assert_eq!(head(b"BYE sip:a@b SIP/2.0\r\nVia: nonsense\r\n\r\n"), None);
+        assert_eq!(
+            head(b"BYE sip:a@b SIP/2.0\r\nbad line\r\nVia: SIP/2.0/UDP h;branch=b\r\n"),
+            None
+        );
+    }
+}
