@@ -376,16 +376,15 @@ impl Core {
         self.hang_up_both(now, call, "no-ack");
     }
 
-    /// Sends `answer` on server transaction `tx` (parsing it back for the transaction layer).
+    /// Sends `answer` on server transaction `tx` (the layer reads its status code; it is not parsed
+    /// again).
     fn respond(&mut self, now: Instant, tx: TxId, answer: Bytes) {
-        match Message::parse(answer) {
-            Ok(msg) => {
-                if let Some(code) = msg.status() {
-                    self.count_response_sent(code);
-                }
-                self.layer.respond(now, tx, msg);
+        match tandem_sip::peek_status(&answer) {
+            Some(code) => {
+                self.count_response_sent(code);
+                self.layer.respond(now, tx, answer);
             }
-            Err(error) => tracing::error!(%error, "Tandem built an unparsable response"),
+            None => tracing::error!("Tandem built a response without a readable Status-Line"),
         }
     }
 
@@ -406,17 +405,10 @@ impl Core {
         dest: Peer,
         role: TxRole,
     ) -> Option<TxId> {
-        match Message::parse(request) {
-            Ok(msg) => {
-                let tx = self.layer.start_client(now, msg, dest);
-                self.roles.insert(tx, role);
-                Some(tx)
-            }
-            Err(error) => {
-                tracing::error!(%error, "Tandem built an unparsable request");
-                None
-            }
-        }
+        // The layer reads the method and top-Via branch; the request is not parsed again.
+        let tx = self.layer.start_client(now, request, dest);
+        self.roles.insert(tx, role);
+        Some(tx)
     }
 
     fn count_response_sent(&mut self, code: u16) {

@@ -5,8 +5,9 @@
 use super::state::{Kind, Output, State, Transaction, Verdict};
 use super::timer::Slot;
 use super::{Timers, TxEvent};
+use bytes::Bytes;
 use std::time::{Duration, Instant};
-use tandem_sip::{HeaderName, Message, Method, ParseError, RequestBuilder};
+use tandem_sip::{HeaderName, Message, Method, RequestBuilder};
 
 /// Timer D for unreliable transports: at least 32 s, and never shorter than the server's Timer H.
 fn timer_d(timers: &Timers) -> Duration {
@@ -68,14 +69,15 @@ impl Transaction {
             (State::Calling | State::Proceeding, _) => {
                 self.disarm(Slot::Retransmit);
                 self.state = State::Completed;
-                match build_ack(&self.request, msg) {
-                    Ok(ack) => {
-                        self.resend = Some(ack.as_bytes().clone());
+                match self.request_message().map(|invite| build_ack(invite, msg)) {
+                    Some(ack) => {
+                        self.resend = Some(ack);
                         self.resend_last(out);
                     }
-                    Err(error) => {
-                        tracing::warn!(tx = self.id.0, %error, "could not build ACK for non-2xx final")
-                    }
+                    None => tracing::warn!(
+                        tx = self.id.0,
+                        "could not build ACK for non-2xx final: the INVITE does not parse"
+                    ),
                 }
                 let d = if self.reliable() {
                     Duration::ZERO
@@ -161,18 +163,18 @@ impl Transaction {
 
 /// The ACK for a non-2xx final (§17.1.1.3): the INVITE's Request-URI, top Via, From, Call-ID and
 /// Route headers, the response's To (with its tag), CSeq number with method ACK.
-pub(super) fn build_ack(invite: &Message, response: &Message) -> Result<Message, ParseError> {
+pub(super) fn build_ack(invite: &Message, response: &Message) -> Bytes {
     let to = response.header(HeaderName::To).unwrap_or_default();
     hop_by_hop_request(&Method::Ack, invite, &to)
 }
 
 /// The CANCEL for an INVITE (§9.1): like the ACK, but with the INVITE's own To.
-pub(super) fn build_cancel(invite: &Message) -> Result<Message, ParseError> {
+pub(super) fn build_cancel(invite: &Message) -> Bytes {
     let to = invite.header(HeaderName::To).unwrap_or_default();
     hop_by_hop_request(&Method::Cancel, invite, &to)
 }
 
-fn hop_by_hop_request(method: &Method, invite: &Message, to: &str) -> Result<Message, ParseError> {
+fn hop_by_hop_request(method: &Method, invite: &Message, to: &str) -> Bytes {
     let mut builder = RequestBuilder::new(method, invite.request_uri().unwrap_or_default());
     if let Some(via) = invite.header_values(HeaderName::Via).next() {
         builder.header(HeaderName::Via, &via);
@@ -191,5 +193,5 @@ fn hop_by_hop_request(method: &Method, invite: &Message, to: &str) -> Result<Mes
         HeaderName::CSeq,
         &format!("{} {}", invite.cseq().seq, method.as_str()),
     );
-    Message::parse(builder.build())
+    builder.build()
 }

@@ -37,7 +37,7 @@ pub(super) fn server(buf: &mut String, request: &Message, method: &Method) {
     if !rfc3261 {
         buf.push_str(request.call_id());
         let _ = write!(buf, "\0{}\0", request.cseq().seq);
-        buf.push_str(request.from_hdr().tag().unwrap_or(""));
+        buf.push_str(request.from_tag().unwrap_or(""));
         buf.push('\0');
         buf.push_str(request.request_uri().unwrap_or(""));
         buf.push('\0');
@@ -61,5 +61,5 @@ pub(super) fn ack(buf: &mut String, msg: &Message) {
     buf.push('A');
     buf.push_str(msg.call_id());
     let _ = write!(buf, "\0{}\0", msg.cseq().seq);
-    buf.push_str(msg.from_hdr().tag().unwrap_or(""));
+    buf.push_str(msg.from_tag().unwrap_or(""));
 }

@@ -15,6 +15,12 @@
 //!   retransmissions are absorbed rather than taken for new requests.
 //! * The ACK of a 2xx (its own branch) finds the Accepted INVITE by Call-ID, CSeq number, From tag.
 //!
+//! Memory: a transaction past its final response (received by a client, sent by a server) keeps its
+//! matching keys and the bytes it may have to send again, not its request — it lives on for up to
+//! 64·T1 (timers J, L, M) — and an Accepted server INVITE drops its 2xx once the ACK has come.
+//! Messages the TU built are handed over as [`Outgoing::Bytes`] and never parsed again on the hot
+//! path (a client request is parsed only if a CANCEL or an ACK must be built from it).
+//!
 //! Not done here (TU duties): sending 100 Trying, Timer C, and ending a client INVITE that stays in
 //! Proceeding forever — it ends on its final response, or 64·T1 after its CANCEL was sent (§9.1).
 
@@ -33,7 +39,7 @@ use bytes::Bytes;
 use rustc_hash::FxHashMap;
 use server::AckVerdict;
 use state::Key;
-use state::{Kind, Output, State, Transaction, Verdict};
+use state::{Kind, Output, Request, State, Transaction, Verdict};
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -58,6 +64,47 @@ impl Default for Timers {
             t1: Duration::from_millis(500),
             t2: Duration::from_secs(4),
             t4: Duration::from_secs(5),
+        }
+    }
+}
+
+/// A message for the layer to send: a parsed one, or the bytes of one the TU built (from
+/// [`tandem_sip::Editor`] or a builder), which the layer does not parse again: it reads only the
+/// status code of a response, or the method and top-Via branch of a request
+/// ([`tandem_sip::peek_status`], [`tandem_sip::peek_request`]).
+#[derive(Debug, Clone)]
+pub enum Outgoing {
+    /// A parsed message.
+    Message(Message),
+    /// A complete message the TU built.
+    Bytes(Bytes),
+}
+
+impl From<Message> for Outgoing {
+    fn from(msg: Message) -> Self {
+        Outgoing::Message(msg)
+    }
+}
+
+impl From<Bytes> for Outgoing {
+    fn from(bytes: Bytes) -> Self {
+        Outgoing::Bytes(bytes)
+    }
+}
+
+impl Outgoing {
+    /// Status code of a response (`None` for a request or an unreadable Status-Line).
+    fn status(&self) -> Option<u16> {
+        match self {
+            Outgoing::Message(msg) => msg.status(),
+            Outgoing::Bytes(bytes) => tandem_sip::peek_status(bytes),
+        }
+    }
+
+    fn into_bytes(self) -> Bytes {
+        match self {
+            Outgoing::Message(msg) => msg.as_bytes().clone(),
+            Outgoing::Bytes(bytes) => bytes,
         }
     }
 }
@@ -157,14 +204,9 @@ impl TransactionLayer {
     /// Sends `request` (already complete, its top Via carries a unique z9hG4bK branch) to `dest` in a new
     /// client transaction: INVITE (timers A, B, D, M) or non-INVITE (E, F, K). The first transmission is
     /// queued at once. ACK must not be sent through here (use [`TransactionLayer::send_stateless`]).
-    pub fn start_client(&mut self, now: Instant, request: Message, dest: Peer) -> TxId {
-        let invite = matches!(request.method(), Some(Method::Invite));
-        let (kind, state) = if invite {
-            (Kind::ClientInvite, State::Calling)
-        } else {
-            (Kind::ClientNonInvite, State::Trying)
-        };
-        let id = self.insert_client(kind, state, request, dest);
+    /// Bytes whose Request-Line cannot be read are sent as a non-INVITE that no response can match.
+    pub fn start_client(&mut self, now: Instant, request: impl Into<Outgoing>, dest: Peer) -> TxId {
+        let id = self.insert_client(None, request.into(), dest);
         if let Some(tx) = self.txs.get_mut(id) {
             tx.launch(now, &self.timers, &mut self.out);
         }
@@ -188,14 +230,14 @@ impl TransactionLayer {
             return Some(existing);
         }
         let (held, dest) = (tx.state == State::Calling, tx.peer);
-        let request = match client::build_cancel(&tx.request) {
-            Ok(request) => request,
-            Err(error) => {
-                tracing::warn!(tx = invite.0, %error, "could not build CANCEL");
-                return None;
-            }
+        let Some(request) = tx.request_message().map(client::build_cancel) else {
+            tracing::warn!(
+                tx = invite.0,
+                "could not build CANCEL: the INVITE does not parse"
+            );
+            return None;
         };
-        let id = self.insert_client(Kind::ClientNonInvite, State::Held, request, dest);
+        let id = self.insert_client(Some(State::Held), request.into(), dest);
         if let Some(tx) = self.txs.get_mut(invite) {
             tx.cancel = Some(id);
         }
@@ -226,21 +268,34 @@ impl TransactionLayer {
     /// Returns false when `tx` is unknown or already terminated.
     ///
     /// Also false (nothing sent) when the state takes no such response: a client transaction, a
-    /// provisional or a second final after a final, a non-2xx after a 2xx.
-    pub fn respond(&mut self, now: Instant, tx: TxId, response: Message) -> bool {
+    /// provisional or a second final after a final, a non-2xx after a 2xx; or when `response` is
+    /// not a response (its Status-Line cannot be read).
+    pub fn respond(&mut self, now: Instant, tx: TxId, response: impl Into<Outgoing>) -> bool {
+        let response = response.into();
         let Some(t) = self.txs.get_mut(tx) else {
+            return false;
+        };
+        let Some(code) = response.status() else {
             return false;
         };
         if t.kind.is_client() {
             return false;
         }
         let before = t.state;
-        let sent = t.respond(now, &response, &self.timers, &mut self.out);
+        let sent = t.respond(
+            now,
+            code,
+            response.into_bytes(),
+            &self.timers,
+            &mut self.out,
+        );
         if t.state == State::Accepted && t.ack_key.is_none() {
-            key::ack(&mut self.scratch, &t.request);
-            let key = Key::from(self.scratch.as_str());
-            self.ack_keys.insert(key.clone(), tx);
-            t.ack_key = Some(key);
+            if let Some(request) = t.request_message() {
+                key::ack(&mut self.scratch, request);
+                let key = Key::from(self.scratch.as_str());
+                self.ack_keys.insert(key.clone(), tx);
+                t.ack_key = Some(key);
+            }
         }
         self.settle(now, tx, before);
         self.tidy();
@@ -315,9 +370,12 @@ impl TransactionLayer {
         self.out.events.pop_front()
     }
 
-    /// The request that started transaction `tx` (client or server), while it lives.
+    /// The request that started transaction `tx` (client or server), until its final response:
+    /// `None` once a client transaction has received a final response or a server transaction has
+    /// sent one (what is left of the transaction — retransmissions and matching — keeps only keys
+    /// and bytes), and for a request the TU built that does not parse.
     pub fn request(&self, tx: TxId) -> Option<&Message> {
-        self.txs.get(tx).map(|t| &t.request)
+        self.txs.get(tx)?.request_message()
     }
 
     /// The peer of transaction `tx`: where a server transaction's request came from, or where a
@@ -335,12 +393,31 @@ impl TransactionLayer {
         self.len() == 0
     }
 
-    /// Registers a client transaction (not sent yet) under its branch and destination.
-    fn insert_client(&mut self, kind: Kind, state: State, request: Message, dest: Peer) -> TxId {
-        let key = request.top_via().branch.map(|branch| {
-            key::client(&mut self.scratch, &request.cseq().method, branch);
-            Key::from(self.scratch.as_str())
-        });
+    /// Registers a client transaction (not sent yet) under its branch and destination, in `state`
+    /// or in the initial state of its kind.
+    fn insert_client(&mut self, state: Option<State>, request: Outgoing, dest: Peer) -> TxId {
+        let (method, key) = match &request {
+            Outgoing::Message(msg) => (
+                msg.method().cloned(),
+                self.client_key(msg.method(), msg.top_via().branch),
+            ),
+            Outgoing::Bytes(bytes) => match tandem_sip::peek_request(bytes) {
+                Some(head) => {
+                    let key = self.client_key(Some(&head.method), head.branch);
+                    (Some(head.method), key)
+                }
+                None => (None, None),
+            },
+        };
+        let (kind, initial) = match method {
+            Some(Method::Invite) => (Kind::ClientInvite, State::Calling),
+            _ => (Kind::ClientNonInvite, State::Trying),
+        };
+        let state = state.unwrap_or(initial);
+        let request = match request {
+            Outgoing::Message(msg) => Request::parsed(msg),
+            Outgoing::Bytes(bytes) => Request::built(bytes),
+        };
         let id = self
             .txs
             .insert(|id| Transaction::new(id, kind, state, request, dest, key.clone()));
@@ -360,6 +437,14 @@ impl TransactionLayer {
         id
     }
 
+    /// The client key of a request with this method and top-Via branch (a response's CSeq method is
+    /// the request's; ACK never starts a client transaction).
+    fn client_key(&mut self, method: Option<&Method>, branch: Option<&str>) -> Option<Key> {
+        let (method, branch) = (method?, branch?);
+        key::client(&mut self.scratch, method, branch);
+        Some(Key::from(self.scratch.as_str()))
+    }
+
     /// Creates a server transaction for `request`; `self.scratch` holds its `key::server` key.
     fn insert_server(&mut self, request: Message, from: Peer) -> TxId {
         let (kind, state) = match request.method() {
@@ -367,6 +452,7 @@ impl TransactionLayer {
             _ => (Kind::ServerNonInvite, State::Trying),
         };
         let key = Key::from(self.scratch.as_str());
+        let request = Request::parsed(request);
         let id = self
             .txs
             .insert(|id| Transaction::new(id, kind, state, request, from, Some(key.clone())));
@@ -476,11 +562,16 @@ impl TransactionLayer {
     }
 
     /// Follows up a state change of `id` that affects other transactions or the indexes: a client
-    /// INVITE's held CANCEL is sent on its first provisional and dropped on its final or end; a
-    /// terminated transaction is removed.
+    /// INVITE's held CANCEL is sent on its first provisional and dropped on its final or end; the
+    /// request is dropped once past the final response; a terminated transaction is removed.
     fn settle(&mut self, now: Instant, id: TxId, before: State) {
-        let Some(tx) = self.txs.get(id) else { return };
+        let Some(tx) = self.txs.get_mut(id) else {
+            return;
+        };
         let (after, cancel) = (tx.state, tx.cancel);
+        if after.past_final() {
+            tx.request = None;
+        }
         if let Some(cancel) = cancel {
             if before == State::Calling && after == State::Proceeding {
                 self.release_cancel(now, id, cancel);

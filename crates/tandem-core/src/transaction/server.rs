@@ -4,8 +4,8 @@
 use super::state::{Kind, Output, State, Transaction};
 use super::timer::Slot;
 use super::{Timers, TxEvent};
+use bytes::Bytes;
 use std::time::{Duration, Instant};
-use tandem_sip::Message;
 
 /// What an ACK that reached a server INVITE transaction means.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,17 +24,16 @@ impl Transaction {
         }
     }
 
-    /// The TU's response. Returns false (nothing sent) when the state does not accept it.
+    /// The TU's response with status `code`. Returns false (nothing sent) when the state does not
+    /// accept it.
     pub(super) fn respond(
         &mut self,
         now: Instant,
-        response: &Message,
+        code: u16,
+        response: Bytes,
         timers: &Timers,
         out: &mut Output,
     ) -> bool {
-        let Some(code) = response.status() else {
-            return false;
-        };
         let unreliable = !self.reliable();
         match (self.kind, self.state, code) {
             (Kind::ServerInvite, State::Proceeding, 100..=199) => {}
@@ -68,7 +67,7 @@ impl Transaction {
             }
             _ => return false,
         }
-        self.resend = Some(response.as_bytes().clone());
+        self.resend = Some(response);
         self.resend_last(out);
         true
     }
@@ -90,6 +89,8 @@ impl Transaction {
             State::Accepted => {
                 self.acked = true;
                 self.disarm(Slot::Retransmit);
+                // The peer has the 2xx: nothing is sent again, so its bytes need not wait for Timer L.
+                self.resend = None;
                 AckVerdict::Accepted
             }
             _ => AckVerdict::Absorb,

@@ -5,7 +5,7 @@ use super::{TxEvent, TxId};
 use crate::{Peer, Transmit};
 use bytes::Bytes;
 use std::collections::VecDeque;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 use tandem_sip::Message;
 
@@ -55,6 +55,57 @@ impl State {
     pub(super) fn awaits_final(self) -> bool {
         matches!(self, State::Calling | State::Trying | State::Proceeding)
     }
+
+    /// The final response has been received (client) or sent (server): only matching and
+    /// retransmission remain, which need the keys and `resend`, not the request.
+    pub(super) fn past_final(self) -> bool {
+        !matches!(
+            self,
+            State::Held | State::Calling | State::Trying | State::Proceeding
+        )
+    }
+}
+
+/// The request that created a transaction, kept until the final response: its bytes (sent again by
+/// a client) and its parsed form (given by the peer's message, or parsed on first use when the TU
+/// built the request).
+#[derive(Debug)]
+pub(super) struct Request {
+    bytes: Bytes,
+    parsed: OnceLock<Option<Message>>,
+}
+
+impl Request {
+    pub(super) fn parsed(msg: Message) -> Box<Request> {
+        Box::new(Request {
+            bytes: msg.as_bytes().clone(),
+            parsed: OnceLock::from(Some(msg)),
+        })
+    }
+
+    pub(super) fn built(bytes: Bytes) -> Box<Request> {
+        Box::new(Request {
+            bytes,
+            parsed: OnceLock::new(),
+        })
+    }
+
+    pub(super) fn bytes(&self) -> &Bytes {
+        &self.bytes
+    }
+
+    /// The parsed request if it was parsed already (for tests).
+    #[cfg(test)]
+    pub(super) fn parsed_yet(&self) -> Option<&Option<Message>> {
+        self.parsed.get()
+    }
+
+    /// The parsed request (`None` only if the TU built one that does not parse).
+    pub(super) fn message(&self) -> Option<&Message> {
+        self.parsed
+            .get_or_init(|| Message::parse(self.bytes.clone()).ok())
+            .as_ref()
+    }
 }
 
 /// What the layer does with a response that reached a client transaction.
@@ -73,8 +124,8 @@ pub(super) struct Transaction {
     pub(super) id: TxId,
     pub(super) kind: Kind,
     pub(super) state: State,
-    /// The request that created the transaction.
-    pub(super) request: Message,
+    /// The request that created the transaction; dropped once the state is past the final response.
+    pub(super) request: Option<Box<Request>>,
     /// Client: where the request goes. Server: where the request came from (responses go there).
     pub(super) peer: Peer,
     /// What a retransmission from the peer is answered with: a server's last response, or the ACK a
@@ -99,7 +150,7 @@ impl Transaction {
         id: TxId,
         kind: Kind,
         state: State,
-        request: Message,
+        request: Box<Request>,
         peer: Peer,
         key: Option<Key>,
     ) -> Self {
@@ -107,7 +158,7 @@ impl Transaction {
             id,
             kind,
             state,
-            request,
+            request: Some(request),
             peer,
             resend: None,
             interval: Duration::ZERO,
@@ -167,7 +218,14 @@ impl Transaction {
     }
 
     pub(super) fn send_request(&self, out: &mut Output) {
-        self.send(self.request.as_bytes(), out);
+        if let Some(request) = &self.request {
+            self.send(request.bytes(), out);
+        }
+    }
+
+    /// The parsed request, while it is kept.
+    pub(super) fn request_message(&self) -> Option<&Message> {
+        self.request.as_deref().and_then(Request::message)
     }
 
     pub(super) fn resend_last(&self, out: &mut Output) {

@@ -1,4 +1,5 @@
 //! Unit tests that look inside the layer (timer heap size, indexes) at load-test scale.
+#![allow(clippy::unwrap_used)]
 
 use super::testing::{request, response};
 use super::*;
@@ -95,6 +96,95 @@ fn removed_transactions_leave_no_index_entries() {
     assert!(layer.is_empty());
     assert!(layer.server_keys.is_empty() && layer.ack_keys.is_empty());
     assert_eq!(layer.poll_timeout(), None);
+}
+
+#[test]
+fn past_the_final_a_transaction_keeps_no_request_and_after_the_ack_no_2xx() {
+    let t0 = Instant::now();
+    let mut layer = TransactionLayer::new(Timers::default());
+    let from = dest();
+    let inv = request(&Method::Invite, "z9hG4bK-mem", "mem@10.0.0.1", 1, &[]);
+    let Incoming::Request { tx, .. } = layer.handle_incoming(t0, inv.clone(), from) else {
+        panic!()
+    };
+    assert!(layer.respond(t0, tx, response(&inv, 180)));
+    assert!(layer.request(tx).is_some(), "kept until the final");
+    // The TU's own bytes: only the status code is read.
+    let ok = response(&inv, 200).as_bytes().clone();
+    assert!(
+        !layer.respond(t0, tx, inv.as_bytes().clone()),
+        "not a response"
+    );
+    assert!(layer.respond(t0, tx, ok.clone()));
+    assert!(layer.request(tx).is_none());
+    assert!(layer.txs.get(tx).is_some_and(|t| t.request.is_none()));
+    while layer.poll_transmit().is_some() {}
+    // The INVITE retransmitted before the ACK gets the 2xx again; after the ACK, nothing.
+    assert!(matches!(
+        layer.handle_incoming(t0, inv.clone(), from),
+        Incoming::Absorbed
+    ));
+    assert_eq!(layer.poll_transmit().map(|t| t.payload), Some(ok.clone()));
+    let ack = super::testing::ack_for_2xx(&inv, &response(&inv, 200), "z9hG4bK-mem-ack");
+    assert!(matches!(
+        layer.handle_incoming(t0, ack, from),
+        Incoming::Ack { invite: Some(t), .. } if t == tx
+    ));
+    assert!(layer.txs.get(tx).is_some_and(|t| t.resend.is_none()));
+    assert!(matches!(
+        layer.handle_incoming(t0, inv, from),
+        Incoming::Absorbed
+    ));
+    assert!(layer.poll_transmit().is_none());
+}
+
+#[test]
+fn a_request_given_as_bytes_is_keyed_by_a_peek_and_parsed_only_on_demand() {
+    let t0 = Instant::now();
+    let mut layer = TransactionLayer::new(Timers::default());
+    let inv = request(&Method::Invite, "z9hG4bK-built", "built@10.0.0.1", 7, &[]);
+    let tx = layer.start_client(t0, inv.as_bytes().clone(), dest());
+    assert_eq!(layer.txs.get(tx).map(|t| t.kind), Some(Kind::ClientInvite));
+    assert!(layer
+        .txs
+        .get(tx)
+        .and_then(|t| t.request.as_ref())
+        .is_some_and(|r| r.parsed_yet().is_none()));
+    assert_eq!(
+        layer.poll_transmit().map(|t| t.payload),
+        Some(inv.as_bytes().clone())
+    );
+    assert_eq!(
+        layer.request(tx).map(Message::call_id),
+        Some("built@10.0.0.1")
+    );
+    // A CANCEL (built from the parsed INVITE) is keyed the same way; the 180 releases it.
+    let cancel = layer.cancel(t0, tx).unwrap();
+    assert!(matches!(
+        layer.handle_incoming(t0, response(&inv, 180), dest()),
+        Incoming::Response { tx: t, .. } if t == tx
+    ));
+    let sent: Vec<_> = std::iter::from_fn(|| layer.poll_transmit()).collect();
+    assert!(sent.iter().any(|t| t.payload.starts_with(b"CANCEL ")));
+    let cancel_req = layer.request(cancel).unwrap().clone();
+    assert!(matches!(
+        layer.handle_incoming(t0, response(&cancel_req, 200), dest()),
+        Incoming::Response { tx: t, .. } if t == cancel
+    ));
+    // A non-2xx final is acknowledged from the stored INVITE, which is then dropped.
+    assert!(matches!(
+        layer.handle_incoming(t0, response(&inv, 487), dest()),
+        Incoming::Response { tx: t, .. } if t == tx
+    ));
+    let ack = layer.poll_transmit().unwrap().payload;
+    assert!(ack.starts_with(b"ACK sip:bob@10.0.0.2:5060 SIP/2.0"));
+    assert!(layer.request(tx).is_none());
+    // Bytes that are no request still go out, in a transaction nothing can match.
+    let junk = layer.start_client(t0, bytes::Bytes::from_static(b"junk"), dest());
+    assert_eq!(
+        layer.txs.get(junk).map(|t| (t.kind, t.key.is_none())),
+        Some((Kind::ClientNonInvite, true))
+    );
 }
 
 /// Steady-state cost of the hot path, at the load test's rate: every 140 µs of virtual time one

@@ -77,7 +77,10 @@ fn tus(sim: &mut Sim, h: Happening, out: &mut Outcome, invite_code: u16, ring: b
             }
             if (200..300).contains(&code) && msg.cseq().method == Method::Invite {
                 out.uac_2xx += 1;
-                let ack = ack_for_2xx(sim.uac.request(tx).unwrap(), &msg, "z9hG4bK-e2e-ack");
+                // The layer keeps no request past the final; the 2xx carries the INVITE's From,
+                // Call-ID and CSeq.
+                assert!(sim.uac.request(tx).is_none());
+                let ack = ack_for_2xx(&msg, &msg, "z9hG4bK-e2e-ack");
                 let dest = sim.peer(Side::Uas);
                 sim.uac.send_stateless(dest, ack.as_bytes().clone());
             }

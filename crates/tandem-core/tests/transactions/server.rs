@@ -124,14 +124,17 @@ fn invite_retransmissions_resend_the_last_response() {
     assert_eq!(b.times("SIP/2.0 180"), vec![ms(700), ms(1_500)]);
     b.respond(ms(2_000), tx, response(&inv, 486));
     assert!(matches!(
-        b.feed(ms(2_100), inv, uac_peer(Transport::Udp)),
+        b.feed(ms(2_100), inv.clone(), uac_peer(Transport::Udp)),
         Incoming::Absorbed
     ));
     assert_eq!(b.times("SIP/2.0 486"), vec![ms(2_000), ms(2_100)]);
+    assert!(
+        b.layer.request(tx).is_none(),
+        "the request is dropped once the final is sent"
+    );
     let now = b.now;
     assert!(
-        !b.layer
-            .respond(now, tx, response(b.layer.request(tx).unwrap(), 200)),
+        !b.layer.respond(now, tx, response(&inv, 200)),
         "one final only"
     );
 }
