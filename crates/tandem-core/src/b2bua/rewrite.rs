@@ -178,3 +178,25 @@ pub fn leg_request(
     }
     b.build()
 }
+
+/// Which way a Record-Route list becomes a route set (RFC 3261 §12.1.1 and §12.1.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RouteOrder {
+    /// Tandem is the UAS of the dialog: the request's Record-Route order.
+    AsReceived,
+    /// Tandem is the UAC: the response's Record-Route reversed.
+    Reversed,
+}
+
+/// The route set a dialog-creating message's Record-Route values give.
+pub fn route_set(msg: &Message, order: RouteOrder) -> Vec<String> {
+    let mut set: Vec<String> = msg
+        .record_routes()
+        .iter()
+        .map(|r| format!("<{}>{}", r.uri.raw, r.params))
+        .collect();
+    if order == RouteOrder::Reversed {
+        set.reverse();
+    }
+    set
+}

@@ -1,6 +1,6 @@
 //! Call set-up: caller INVITE → server leg → answer, with failover across the pool and CANCEL.
 
-use super::rewrite::{self, party};
+use super::rewrite::{self, party, RouteOrder};
 use super::{CallEvent, CallTimer, Core, TxRole};
 use crate::call::{Call, CallKey, CallState, InviteMapping, Leg, Side};
 use crate::pool::ServerIndex;
@@ -88,11 +88,7 @@ impl Core {
             local_cseq: 0,
             remote_cseq: Some(msg.cseq().seq),
             remote_target,
-            route_set: msg
-                .record_routes()
-                .iter()
-                .map(|r| format!("<{}>{}", r.uri.raw, r.params))
-                .collect(),
+            route_set: rewrite::route_set(msg, RouteOrder::AsReceived),
             peer: from,
         })
     }
@@ -300,13 +296,9 @@ impl Core {
             if let Some(contact) = msg.contacts().first() {
                 call.server.remote_target = contact.uri.raw.to_owned();
             }
-            let rr = msg.record_routes();
-            if !rr.is_empty() {
-                call.server.route_set = rr
-                    .iter()
-                    .rev()
-                    .map(|r| format!("<{}>{}", r.uri.raw, r.params))
-                    .collect();
+            let route_set = rewrite::route_set(&msg, RouteOrder::Reversed);
+            if !route_set.is_empty() {
+                call.server.route_set = route_set;
             }
         }
         let Some(caller_tx) = call.caller_invite_tx else {
@@ -515,12 +507,7 @@ impl Core {
         if let Some(contact) = msg.contacts().first() {
             leg.remote_target = contact.uri.raw.to_owned();
         }
-        leg.route_set = msg
-            .record_routes()
-            .iter()
-            .rev()
-            .map(|r| format!("<{}>{}", r.uri.raw, r.params))
-            .collect();
+        leg.route_set = rewrite::route_set(msg, RouteOrder::Reversed);
         let cseq = msg.cseq().seq;
         let ack =
             rewrite::leg_request(&self.me, &leg, &Method::Ack, cseq, &self.ids.branch(), None);
