@@ -41,12 +41,22 @@ pub struct RequestHead<'a> {
 }
 
 /// The method and top-Via branch of a request, from its Request-Line and first Via value only;
-/// `None` for a response, or when the Request-Line does not parse. Nothing after the first Via is
-/// looked at, so this is no validation: it is meant for requests this process built itself.
+/// `None` for a response, or when the method or version cannot be read. Neither the Request-URI nor
+/// anything after the first Via is looked at, so this is no validation: it is meant for requests
+/// this process built itself.
 pub fn peek_request(buf: &[u8]) -> Option<RequestHead<'_>> {
-    let (Start::Request { method, .. }, headers_at) = start_line(buf)? else {
+    // `Method SP Request-URI SP SIP-Version`: the method token and the version are checked, the
+    // Request-URI is not.
+    let at = leading_crlf(buf);
+    let end = line_end(buf, at).ok()?;
+    let line = std::str::from_utf8(&buf[at..end]).ok()?;
+    let (token, rest) = line.split_once(' ')?;
+    let version = rest.len().checked_sub(8).and_then(|i| rest.get(i..))?;
+    if !version.eq_ignore_ascii_case(" SIP/2.0") {
         return None;
-    };
+    }
+    let method = Method::from_token(token)?;
+    let headers_at = end + 2;
     let mut via_value = None;
     let via_kind = HeaderName::Via.kind_id();
     // A malformed line before the first Via leaves the branch unknown.

@@ -36,11 +36,11 @@ mod timer;
 
 use crate::{Peer, Transmit, Transport};
 use bytes::Bytes;
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 use server::AckVerdict;
 use state::Key;
 use state::{Kind, Output, Request, State, Transaction, Verdict};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use table::TxTable;
@@ -175,7 +175,7 @@ pub struct TransactionLayer {
     /// `key::ack` → server INVITE transaction in Accepted.
     ack_keys: HashMap<Key, TxId>,
     /// Live client transactions per destination, for [`TransactionLayer::handle_transport_error`].
-    client_dests: FxHashMap<(Transport, SocketAddr), HashSet<TxId>>,
+    client_dests: FxHashMap<(Transport, SocketAddr), FxHashSet<TxId>>,
     out: Output,
     /// Reused buffer for lookup keys: matching a message allocates nothing.
     scratch: String,
