@@ -5,6 +5,7 @@
 //! The lab's addresses are fixed (127.0.0.1:5080 and 127.0.0.2:5080), so these tests run one at a time.
 
 use anyhow::{bail, Result};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use tandem_tests::sipp::Invites;
 use tandem_tests::{
@@ -16,10 +17,10 @@ const ECHO_SHARE_PERCENT: u64 = 95;
 /// Packets in /usr/share/sip-tester/g711a.pcap, which uac_echo.xml plays.
 const PCAP_PACKETS: u64 = 236;
 
-/// Plays uac_echo.xml toward `extension` through `tandem` while capturing the caller's RTP port;
+/// Plays uac_echo.xml toward `extension` at `target` while capturing the caller's RTP port;
 /// returns the failures (empty when the call succeeded and ≥ 95 % of the RTP came back).
-fn echo_call(tandem: &Tandem, extension: &str, dir: &TestDir) -> Result<Vec<String>> {
-    let caller = Sipp::uac("caller", "uac_echo.xml", tandem.sip_addr())
+fn echo_call(target: SocketAddr, extension: &str, dir: &TestDir) -> Result<Vec<String>> {
+    let caller = Sipp::uac("caller", "uac_echo.xml", target)
         .service(extension)
         .timeout(Duration::from_secs(30));
     let capture = RtpCapture::start(dir.path(), caller.media_port())?;
@@ -64,6 +65,31 @@ fn verdict(
     )
 }
 
+/// The lab itself, without Tandem: a caller straight to Asterisk extension 100 gets its RTP back.
+/// If this fails, the Tandem tests below say nothing about Tandem.
+#[test]
+fn asterisk_lab_echoes_a_direct_call() -> Result<()> {
+    const TEST: &str = "asterisk_direct_echo";
+    if !AsteriskLab::available(TEST) {
+        return Ok(());
+    }
+    let _serial = AsteriskLab::lock();
+    let mut dir = TestDir::new(TEST)?;
+    let mut lab = AsteriskLab::new(free_port());
+    lab.start(1)?;
+    let failures = echo_call(AsteriskLab::addr(1), "100", &dir)?;
+    if failures.is_empty() {
+        dir.passed();
+        return Ok(());
+    }
+    lab.save_logs(dir.path());
+    bail!(
+        "the Asterisk lab is broken; logs under {}\n  - {}",
+        dir.path().display(),
+        failures.join("\n  - ")
+    )
+}
+
 /// Caller → Tandem → Asterisk extension 100 (Answer + Echo): the call succeeds and the caller gets
 /// its own RTP back.
 #[test]
@@ -80,7 +106,7 @@ fn caller_hears_its_echo_from_asterisk_through_tandem() -> Result<()> {
         TandemConfig::new(&[AsteriskLab::addr(1)], Transport::Udp),
         dir.path(),
     )?;
-    let failures = echo_call(&tandem, "100", &dir)?;
+    let failures = echo_call(tandem.sip_addr(), "100", &dir)?;
     verdict(dir, failures, &mut tandem, &lab)
 }
 
@@ -106,7 +132,7 @@ fn agent_answers_a_call_through_tandem_and_asterisk() -> Result<()> {
         TandemConfig::new(&[AsteriskLab::addr(1)], Transport::Udp),
         dir.path(),
     )?;
-    let mut failures = echo_call(&tandem, "200", &dir)?;
+    let mut failures = echo_call(tandem.sip_addr(), "200", &dir)?;
     let agent = agent.finish(Instant::now() + Duration::from_secs(10))?;
     failures.extend(agent.check_server(Invites::Exactly(1)).err());
     verdict(dir, failures, &mut tandem, &lab)
