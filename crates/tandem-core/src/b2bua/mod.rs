@@ -23,7 +23,7 @@ use rustc_hash::FxHashMap;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 use std::time::Instant;
-use tandem_sip::{HeaderName, Message, Method, ResponseBuilder};
+use tandem_sip::{HeaderName, Message, Method, ResponseBuilder, Scheme};
 
 /// A change of call state, in order; what the replication stream and the metrics consume.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -289,16 +289,31 @@ impl Core {
             self.respond_simple(now, tx, &msg, 483, "Too Many Hops");
             return;
         }
+        let scheme = msg.request_uri_parsed().map(|uri| uri.scheme);
+        if !matches!(scheme, Some(Scheme::Sip | Scheme::Sips | Scheme::Tel)) {
+            // RFC 3261 §8.2.2.1 (RFC 4475 unkscm, novelsc)
+            self.respond_simple(now, tx, &msg, 416, "Unsupported URI Scheme");
+            return;
+        }
         let to_tag = msg.to_hdr().tag().map(str::to_owned);
         match (to_tag, msg.method()) {
             (Some(tag), _) => self.on_in_dialog_request(now, tx, msg, from, &tag),
             (None, Some(Method::Invite)) => self.on_new_invite(now, tx, msg, from),
+            (None, Some(Method::Options)) if !unsupported_required(&msg).is_empty() => {
+                // Tandem answers this one itself: §8.2.2.3 (RFC 4475 bext01)
+                let unsupported = unsupported_required(&msg);
+                let mut b = ResponseBuilder::new(&msg, 420, "Bad Extension");
+                b.to_tag(&self.ids.tag())
+                    .header(HeaderName::Unsupported, &unsupported);
+                let answer = b.build();
+                self.respond(now, tx, answer);
+            }
             (None, Some(Method::Options)) => {
                 let mut b = ResponseBuilder::new(&msg, 200, "OK");
                 b.to_tag(&self.ids.tag())
                     .header(HeaderName::Allow, ALLOW)
                     .header(HeaderName::Other("Accept"), "application/sdp")
-                    .header(HeaderName::Supported, "100rel, replaces, timer");
+                    .header(HeaderName::Supported, SUPPORTED);
                 let answer = b.build();
                 self.respond(now, tx, answer);
             }
@@ -461,6 +476,24 @@ impl Core {
     }
 }
 
+/// Option tags Tandem understands (it relays what they govern between the legs).
+const SUPPORTED: &str = "100rel, replaces, timer";
+
+/// The option tags of the Require header that Tandem does not support, comma-joined.
+fn unsupported_required(msg: &Message) -> String {
+    let mut out = String::new();
+    for tag in msg.header_values(HeaderName::Require) {
+        let tag = tag.trim();
+        if !SUPPORTED.split(", ").any(|s| s.eq_ignore_ascii_case(tag)) {
+            if !out.is_empty() {
+                out.push_str(", ");
+            }
+            out.push_str(tag);
+        }
+    }
+    out
+}
+
 /// Methods Tandem relays.
 const ALLOW: &str =
     "INVITE, ACK, CANCEL, BYE, OPTIONS, PRACK, UPDATE, INFO, NOTIFY, REFER, MESSAGE";
@@ -469,19 +502,27 @@ fn class(code: u16) -> usize {
     usize::from((code / 100).clamp(1, 6))
 }
 
-/// A 400 for a request the codec rejected, built from its raw header lines (RFC 3261 §8.2.6 needs
-/// Via, From, To, Call-ID and CSeq copied; without them no answer can reach the sender).
+/// The answer to a request the codec rejected, built from its raw header lines: 505 for a SIP
+/// version other than 2.0, else 400 (RFC 3261 §8.2.6 needs Via, From, To, Call-ID and CSeq copied;
+/// without them no answer can be matched by the sender, so none is sent). Lines are copied as
+/// received, even when they are what made the request invalid.
 fn bad_request_answer(raw: &[u8], why: &str) -> Option<Bytes> {
-    let text = std::str::from_utf8(raw).ok()?;
+    let head_end = memchr_crlfcrlf(raw).unwrap_or(raw.len());
+    let text = std::str::from_utf8(&raw[..head_end]).ok()?;
     let mut lines = text.split("\r\n");
-    let first = lines.next()?;
-    if first.starts_with("SIP/") || !first.ends_with("SIP/2.0") {
+    let first = lines.next()?.trim_end();
+    let version = first.rsplit(' ').next()?;
+    if first.starts_with("SIP/") || !version.starts_with("SIP/") {
         return None; // a response, or not SIP at all: dropped
     }
     let mut out = String::with_capacity(256);
-    out.push_str("SIP/2.0 400 Bad Request\r\n");
+    out.push_str(if version == "SIP/2.0" {
+        "SIP/2.0 400 Bad Request\r\n"
+    } else {
+        "SIP/2.0 505 Version Not Supported\r\n"
+    });
     let mut found = [false; 5];
-    for line in lines.take_while(|l| !l.is_empty()) {
+    for line in lines {
         let Some((name, _)) = line.split_once(':') else {
             continue;
         };
@@ -500,13 +541,16 @@ fn bad_request_answer(raw: &[u8], why: &str) -> Option<Bytes> {
     if found.iter().any(|f| !f) {
         return None;
     }
-    let reason = why.replace(['\r', '\n'], " ");
+    let reason = why.replace(['\r', '\n', '"'], " ");
     out.push_str("Warning: 399 tandem \"");
-    out.push_str(&reason.replace('"', "'"));
+    out.push_str(&reason);
     out.push_str("\"\r\nContent-Length: 0\r\n\r\n");
-    // Only a well-formed answer is sent: headers too broken to copy leave the request unanswered.
-    let answer = Bytes::from(out);
-    Message::parse(answer.clone()).ok().map(|_| answer)
+    Some(Bytes::from(out))
+}
+
+/// Where the header section ends (the first empty line), if anywhere.
+fn memchr_crlfcrlf(raw: &[u8]) -> Option<usize> {
+    raw.windows(4).position(|w| w == b"\r\n\r\n")
 }
 
 /// RFC 3261 §18.2.1 and RFC 3581 §4: the top Via of a request records where it really came from

@@ -77,7 +77,11 @@ impl Core {
     fn caller_leg(&mut self, msg: &Message, from: Peer) -> Option<Leg> {
         let from_hdr = msg.header(HeaderName::From)?.into_owned();
         let to_hdr = msg.header(HeaderName::To)?.into_owned();
-        let remote_target = msg.contacts().first().map(|c| c.uri.raw.to_owned())?;
+        // RFC 2543 allowed an INVITE without Contact: the From URI is then the remote target.
+        let remote_target = msg.contacts().first().map_or_else(
+            || msg.from_hdr().uri.raw.to_owned(),
+            |c| c.uri.raw.to_owned(),
+        );
         let local_tag = self.ids.tag();
         Some(Leg {
             call_id: msg.call_id().to_owned(),

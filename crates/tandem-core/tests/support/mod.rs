@@ -21,6 +21,9 @@ pub fn addr(s: &str) -> SocketAddr {
 pub struct Net {
     pub core: Core,
     pub now: Instant,
+    /// Status lines of the 400/505 answers to requests the codec rejected: Tandem copies their
+    /// (possibly broken) headers as received, so such an answer need not parse itself.
+    pub raw_rejections: Vec<(SocketAddr, String)>,
 }
 
 impl Net {
@@ -52,7 +55,11 @@ impl Net {
         };
         let mut core = Core::new(config, now);
         core.handle_timeout(now); // the first probes go out at start
-        let mut net = Net { core, now };
+        let mut net = Net {
+            core,
+            now,
+            raw_rejections: Vec::new(),
+        };
         net.drain();
         net
     }
@@ -74,7 +81,18 @@ impl Net {
     pub fn drain(&mut self) -> Vec<(SocketAddr, Message)> {
         let mut out = Vec::new();
         while let Some(t) = self.core.poll_transmit() {
-            out.push((t.dest.addr, Message::parse(t.payload).unwrap()));
+            match Message::parse(t.payload.clone()) {
+                Ok(msg) => out.push((t.dest.addr, msg)),
+                Err(error) => {
+                    let text = String::from_utf8_lossy(&t.payload).into_owned();
+                    let status = text.lines().next().unwrap_or_default().to_owned();
+                    assert!(
+                        status.starts_with("SIP/2.0 400 ") || status.starts_with("SIP/2.0 505 "),
+                        "Tandem sent an unparsable message ({error}): {text}"
+                    );
+                    self.raw_rejections.push((t.dest.addr, status));
+                }
+            }
         }
         out
     }
