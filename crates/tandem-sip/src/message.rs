@@ -38,7 +38,7 @@ pub enum StartLine<'a> {
 }
 
 #[derive(Debug, Clone)]
-pub(crate) enum Start {
+enum Start {
     Request { method: Method, uri: Rel },
     Response { code: u16, reason: Rel },
 }
@@ -140,7 +140,7 @@ fn parse_version(v: &str) -> Result<(), ParseError> {
 }
 
 /// Parses the start line `line`, which begins at the origin (spans are relative to it).
-pub(crate) fn parse_start(line: &str) -> Result<Start, ParseError> {
+fn parse_start(line: &str) -> Result<Start, ParseError> {
     let sp = find_byte(line, 0, b' ').ok_or(ParseError::StartLine)?;
     let first = &line[..sp];
     let rest = &line[sp + 1..];

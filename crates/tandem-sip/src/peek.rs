@@ -8,26 +8,24 @@
 
 use crate::framing::{leading_crlf, line_end, scan_headers};
 use crate::header_name::{kind_of_at, HeaderName};
-use crate::lex::CommaPieces;
-use crate::message::{parse_start, Start};
+use crate::lex::{find_byte, params, CommaPieces};
 use crate::method::Method;
-use crate::via::Via;
 use std::ops::ControlFlow;
 
-/// The start line, parsed, and the offset of the first header line.
-fn start_line(buf: &[u8]) -> Option<(Start, usize)> {
-    let at = leading_crlf(buf);
-    let end = line_end(buf, at).ok()?;
-    let line = std::str::from_utf8(&buf[at..end]).ok()?;
-    Some((parse_start(line).ok()?, end + 2))
-}
-
-/// The status code of a response; `None` for a request, or when the Status-Line does not parse.
+/// The status code of a response; `None` for a request, or when the Status-Line does not start
+/// with `SIP/2.0 ` and a code from 100 to 699.
 pub fn peek_status(buf: &[u8]) -> Option<u16> {
-    match start_line(buf)?.0 {
-        Start::Response { code, .. } => Some(code),
-        Start::Request { .. } => None,
+    let line = &buf[leading_crlf(buf)..];
+    let (version, rest) = line.split_at_checked(8)?;
+    let code = rest.get(..3)?;
+    if !version.eq_ignore_ascii_case(b"SIP/2.0 ")
+        || !code.iter().all(u8::is_ascii_digit)
+        || !matches!(rest.get(3), Some(b' ' | b'\r'))
+    {
+        return None;
     }
+    let code = code.iter().fold(0u16, |n, d| n * 10 + u16::from(d - b'0'));
+    (100..=699).contains(&code).then_some(code)
 }
 
 /// What [`peek_request`] reads from a request.
@@ -69,11 +67,21 @@ pub fn peek_request(buf: &[u8]) -> Option<RequestHead<'_>> {
     });
     let branch = via_value
         .and_then(|range| std::str::from_utf8(&buf[range]).ok())
-        .and_then(|text| {
-            let (a, z) = CommaPieces::new(text).next()?;
-            Via::parse(&text[a..z]).ok()?.branch
-        });
+        .and_then(top_branch);
     Some(RequestHead { method, branch })
+}
+
+/// The `branch` of the first value of a Via header line: its parameters start at the first `;`
+/// (sent-protocol and sent-by hold none). The last `branch` counts, as in [`crate::Via::parse`].
+fn top_branch(value: &str) -> Option<&str> {
+    let (a, z) = CommaPieces::new(value).next()?;
+    let piece = &value[a..z];
+    let params_at = find_byte(piece, 0, b';')?;
+    params(&piece[params_at..])
+        .filter_map(Result::ok)
+        .filter(|(name, _)| name.eq_ignore_ascii_case("branch"))
+        .last()
+        .and_then(|(_, value)| value.filter(|v| !v.is_empty()))
 }
 
 #[cfg(test)]
@@ -96,11 +104,20 @@ v: SIP/2.0/UDP h:5060 ; branch=z9hG4bKx, SIP/2.0/UDP g;branch=z9hG4bKy\r\nVia: S
                 branch: Some("z9hG4bKx")
             })
         );
+        let twice = b"ACK sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=one;Branch=two\r\n\r\n";
+        assert_eq!(
+            peek_request(twice).unwrap().branch,
+            Some("two"),
+            "as Via::parse"
+        );
     }
 
     #[test]
     fn unreadable_parts() {
         assert_eq!(peek_status(b"SIP/2.0 2000 OK\r\n\r\n"), None);
+        assert_eq!(peek_status(b"SIP/2.0 099 Low\r\n\r\n"), None);
+        assert_eq!(peek_status(b"sip/2.0 180\r\n\r\n"), Some(180));
+        assert_eq!(peek_status(b"SIP/2.0 18"), None);
         assert_eq!(peek_request(b"BYE sip:a@b\r\n\r\n"), None);
         let head = |raw: &'static [u8]| peek_request(raw).unwrap().branch;
         assert_eq!(head(b"BYE sip:a@b SIP/2.0\r\nTo: <sip:a@b>\r\n\r\n"), None);
@@ -109,6 +126,10 @@ v: SIP/2.0/UDP h:5060 ; branch=z9hG4bKx, SIP/2.0/UDP g;branch=z9hG4bKy\r\nVia: S
             None
         );
         assert_eq!(head(b"BYE sip:a@b SIP/2.0\r\nVia: nonsense\r\n\r\n"), None);
+        assert_eq!(
+            head(b"BYE sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=\r\n\r\n"),
+            None
+        );
         assert_eq!(
             head(b"BYE sip:a@b SIP/2.0\r\nbad line\r\nVia: SIP/2.0/UDP h;branch=b\r\n"),
             None

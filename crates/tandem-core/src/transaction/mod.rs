@@ -40,6 +40,7 @@ use rustc_hash::{FxHashMap, FxHashSet};
 use server::AckVerdict;
 use state::Key;
 use state::{Kind, Output, Request, State, Transaction, Verdict};
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -645,12 +646,15 @@ impl TransactionLayer {
     }
 }
 
+/// Removes `key` unless a newer transaction took it over (one hash and probe: the key is shared).
 fn remove_if_points_to<S: std::hash::BuildHasher>(
     map: &mut HashMap<Key, TxId, S>,
-    key: &str,
+    key: &Key,
     id: TxId,
 ) {
-    if map.get(key) == Some(&id) {
-        map.remove(key);
+    if let Entry::Occupied(entry) = map.entry(Key::clone(key)) {
+        if *entry.get() == id {
+            entry.remove();
+        }
     }
 }
