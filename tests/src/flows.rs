@@ -7,8 +7,8 @@
 use crate::kamailio::{Kamailio, KamailioConfig};
 use crate::sipp::{Invites, Sipp, SippProcess};
 use crate::tandem::{Tandem, TandemConfig};
-use crate::workdir::{need_tool, TestDir};
-use crate::Transport;
+use crate::workdir::{need_tool, skip, TestDir};
+use crate::{IpFamily, Transport};
 use anyhow::{bail, Result};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -136,12 +136,32 @@ fn chain_text(hops: &[Hop], servers: usize) -> String {
     parts.join(" → ")
 }
 
-/// Plays `flow` over `transport` with the caller in front of `hops` and the media servers behind
-/// them; Ok if the caller and every media server succeeded. Skips (Ok, with a SKIP line) when
-/// SIPp or a needed Kamailio is missing. The error names each SIPp side that failed, what it
-/// reported and where its logs are, and the state and logs of every hop.
+/// Plays `flow` over `transport` on 127.0.0.1 with the caller in front of `hops` and the media
+/// servers behind them; Ok if the caller and every media server succeeded. Skips (Ok, with a SKIP
+/// line) when SIPp or a needed Kamailio is missing. The error names each SIPp side that failed,
+/// what it reported and where its logs are, and the state and logs of every hop.
 pub fn run_flow(test: &str, flow: &Flow, transport: Transport, hops: &[Hop]) -> Result<()> {
+    run_flow_on(IpFamily::V4, test, flow, transport, hops)
+}
+
+/// As [`run_flow`], with every process on `family`'s loopback address (127.0.0.1 or ::1). Also
+/// skips when that address is not configured on this machine.
+pub fn run_flow_on(
+    family: IpFamily,
+    test: &str,
+    flow: &Flow,
+    transport: Transport,
+    hops: &[Hop],
+) -> Result<()> {
     if !need_tool(test, "sipp") || (hops.contains(&Hop::Kamailio) && !need_tool(test, "kamailio")) {
+        return Ok(());
+    }
+    if !family.is_configured() {
+        let address = family.loopback();
+        skip(
+            test,
+            &format!("needs {address}: it is not configured on this machine"),
+        );
         return Ok(());
     }
     let mut dir = TestDir::new(test)?;
@@ -151,6 +171,7 @@ pub fn run_flow(test: &str, flow: &Flow, transport: Transport, hops: &[Hop]) -> 
         .enumerate()
         .map(|(i, scenario)| {
             Sipp::uas(&format!("ms{}", i + 1), scenario)
+                .family(family)
                 .transport(transport)
                 .timeout(CALLER_TIMEOUT * 3)
                 .spawn(dir.path())
@@ -163,7 +184,7 @@ pub fn run_flow(test: &str, flow: &Flow, transport: Transport, hops: &[Hop]) -> 
     for (i, hop) in hops.iter().enumerate().rev() {
         let running = match hop {
             Hop::Tandem => Running::Tandem(Tandem::start(
-                TandemConfig::new(&next, transport),
+                TandemConfig::on(family, &next, transport),
                 dir.path(),
             )?),
             Hop::Kamailio => {
@@ -181,6 +202,7 @@ pub fn run_flow(test: &str, flow: &Flow, transport: Transport, hops: &[Hop]) -> 
     }
 
     let caller = Sipp::uac("caller", flow.caller, next[0])
+        .family(family)
         .transport(transport)
         .calls(flow.calls)
         .limit(1)
@@ -202,9 +224,10 @@ pub fn run_flow(test: &str, flow: &Flow, transport: Transport, hops: &[Hop]) -> 
         return Ok(());
     }
     let mut message = format!(
-        "flow `{}` over {transport} ({}) failed; all logs under {}
+        "flow `{}` over {transport} on {} ({}) failed; all logs under {}
   - {}",
         flow.name,
+        family.loopback(),
         chain_text(hops, flow.servers.len()),
         dir.path().display(),
         failures.join(
@@ -290,6 +313,23 @@ mod through_kamailio {
             .and_then(|t| t.lines().next())
             .unwrap_or_default();
         let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// The scenarios over ::1 (RFC 5118 references), with a record-routing hop in the middle.
+    #[test]
+    fn ipv6_hold_and_failover() -> Result<()> {
+        for transport in [Transport::Udp, Transport::Tcp] {
+            for flow in [&HOLD, &FAILOVER] {
+                run_flow_on(
+                    IpFamily::V6,
+                    &format!("kamailio_ipv6_{transport}_{}", flow.name),
+                    flow,
+                    transport,
+                    &[Hop::Kamailio],
+                )?;
+            }
+        }
+        Ok(())
     }
 
     #[test]

@@ -3,9 +3,9 @@
 use crate::ports::free_port;
 use crate::process::{wait_for, ChildGuard};
 use crate::sip_ping::ping;
-use crate::Transport;
+use crate::{IpFamily, Transport};
 use anyhow::{bail, Result};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -37,14 +37,14 @@ pub struct KamailioConfig {
 }
 
 impl KamailioConfig {
-    /// tests/kamailio/proxy.cfg on a free loopback port, forwarding to `next_hop`; 2 workers, 64 MiB
-    /// shared and 8 MiB private memory.
+    /// tests/kamailio/proxy.cfg on a free port of the loopback address of `next_hop`'s family,
+    /// forwarding to `next_hop`; 2 workers, 64 MiB shared and 8 MiB private memory.
     pub fn new(next_hop: SocketAddr, next_transport: Transport) -> KamailioConfig {
         KamailioConfig {
             cfg: Path::new(env!("CARGO_MANIFEST_DIR"))
                 .join("kamailio")
                 .join("proxy.cfg"),
-            listen: SocketAddr::from(([127, 0, 0, 1], free_port())),
+            listen: IpFamily::of(next_hop.ip()).addr(free_port()),
             next_hop,
             next_transport,
             alternate_port: None,
@@ -77,7 +77,7 @@ impl KamailioConfig {
             "-l".into(),
             format!("tcp:{}", self.listen),
             "-A".into(),
-            format!("NEXT_HOST=\"{}\"", self.next_hop.ip()),
+            format!("NEXT_HOST=\"{}\"", uri_host(self.next_hop.ip())),
             "-A".into(),
             format!("NEXT_PORT={}", self.next_hop.port()),
             "-A".into(),
@@ -90,6 +90,14 @@ impl KamailioConfig {
             args.extend(["-A".into(), "WITH_DIALOG".into()]);
         }
         args
+    }
+}
+
+/// `ip` as the host part of a SIP URI: IPv6 references in brackets (RFC 5118 §4.1).
+fn uri_host(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => format!("[{v6}]"),
     }
 }
 

@@ -21,7 +21,7 @@ pub mod workdir;
 
 pub use asterisk::AsteriskLab;
 pub use capture::{PacketCounts, RtpCapture};
-pub use flows::{run_flow, Flow, Hop};
+pub use flows::{run_flow, run_flow_on, Flow, Hop};
 pub use kamailio::{Kamailio, KamailioConfig};
 pub use ports::{free_port, free_port_block};
 pub use sipp::{Sipp, SippOutcome, SippProcess};
@@ -29,6 +29,8 @@ pub use tandem::{MediaServer, Tandem, TandemConfig};
 pub use workdir::{need_root, need_tool, scenario_path, skip, workspace_root, TestDir};
 
 use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
+use std::sync::OnceLock;
 
 /// SIP transport used on a leg.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,5 +62,57 @@ impl Transport {
 impl fmt::Display for Transport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+/// Address family of the loopback address every process of a test listens on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum IpFamily {
+    /// IPv4: 127.0.0.1.
+    #[default]
+    V4,
+    /// IPv6: ::1 (written `[::1]` in SIP URIs and Via headers, RFC 5118).
+    V6,
+}
+
+impl IpFamily {
+    /// Both families.
+    pub const ALL: [IpFamily; 2] = [IpFamily::V4, IpFamily::V6];
+
+    /// The loopback address: 127.0.0.1 or ::1.
+    pub fn loopback(self) -> IpAddr {
+        match self {
+            IpFamily::V4 => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            IpFamily::V6 => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        }
+    }
+
+    /// `port` on the loopback address.
+    pub fn addr(self, port: u16) -> SocketAddr {
+        SocketAddr::new(self.loopback(), port)
+    }
+
+    /// The family of `ip`.
+    pub fn of(ip: IpAddr) -> IpFamily {
+        match ip {
+            IpAddr::V4(_) => IpFamily::V4,
+            IpAddr::V6(_) => IpFamily::V6,
+        }
+    }
+
+    /// Whether this machine has the loopback address (a UDP socket can be bound to it); checked
+    /// once per process. ::1 is missing where IPv6 is disabled (e.g. some containers).
+    pub fn is_configured(self) -> bool {
+        static CONFIGURED: [OnceLock<bool>; 2] = [OnceLock::new(), OnceLock::new()];
+        *CONFIGURED[self as usize].get_or_init(|| UdpSocket::bind(self.addr(0)).is_ok())
+    }
+}
+
+impl fmt::Display for IpFamily {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            IpFamily::V4 => "IPv4",
+            IpFamily::V6 => "IPv6",
+        })
     }
 }

@@ -1,5 +1,7 @@
-//! A tiny SIP OPTIONS pinger over UDP, to know when a SIP process is up.
+//! A tiny SIP OPTIONS pinger over UDP, to know when a SIP process is up (IPv4 or IPv6: it sends from
+//! the loopback address of the target's family, and writes IPv6 references as `[::1]:port`).
 
+use crate::IpFamily;
 use anyhow::{bail, Result};
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -29,7 +31,7 @@ fn options_request(target: SocketAddr, local: SocketAddr, seq: u32) -> String {
 /// `deadline` passes; returns the response's status line.
 pub fn ping(target: SocketAddr, deadline: Instant) -> Result<String> {
     static SEQ: AtomicU32 = AtomicU32::new(0);
-    let socket = UdpSocket::bind("127.0.0.1:0")?;
+    let socket = UdpSocket::bind(IpFamily::of(target.ip()).addr(0))?;
     let local = socket.local_addr()?;
     let mut buf = [0u8; 65_535];
     while Instant::now() < deadline {
@@ -58,4 +60,36 @@ pub fn ping(target: SocketAddr, deadline: Instant) -> Result<String> {
         }
     }
     bail!("no answer to SIP OPTIONS from {target}")
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// IPv6 references in the Request-URI, Via, From, To and Contact are bracketed (RFC 5118 §4.1).
+    #[test]
+    fn ipv6_options_uses_bracketed_references() {
+        let request = options_request(
+            "[::1]:5060".parse().unwrap(),
+            "[::1]:40000".parse().unwrap(),
+            7,
+        );
+        assert!(
+            request.starts_with("OPTIONS sip:[::1]:5060 SIP/2.0\r\n"),
+            "{request}"
+        );
+        assert!(
+            request.contains("\r\nVia: SIP/2.0/UDP [::1]:40000;branch="),
+            "{request}"
+        );
+        assert!(
+            request.contains("\r\nTo: <sip:[::1]:5060>\r\n"),
+            "{request}"
+        );
+        assert!(
+            request.contains("\r\nContact: <sip:ping@[::1]:40000>\r\n"),
+            "{request}"
+        );
+    }
 }

@@ -4,10 +4,10 @@
 //! -trace_stat -trace_counts -trace_screen -trace_logs`, so after a failure the folder holds the
 //! unexpected messages (`*_errors.log`), every message (`*_messages.log`) and the final statistics.
 
-use crate::ports::{free_port, free_port_block, is_free};
+use crate::ports::{free_port, free_port_block, is_free_on};
 use crate::process::{file_tail, wait_for, ChildGuard};
 use crate::workdir::scenario_path;
-use crate::Transport;
+use crate::{IpFamily, Transport};
 use anyhow::{Context, Result};
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -22,6 +22,7 @@ pub struct Sipp {
     scenario: PathBuf,
     remote: Option<SocketAddr>,
     transport: Transport,
+    family: IpFamily,
     port: u16,
     media_port: u16,
     calls: Option<u32>,
@@ -40,6 +41,7 @@ impl Sipp {
             scenario: scenario_path(scenario),
             remote,
             transport: Transport::Udp,
+            family: remote.map(|r| IpFamily::of(r.ip())).unwrap_or_default(),
             port: free_port(),
             media_port: free_port_block(4),
             calls: None,
@@ -66,6 +68,13 @@ impl Sipp {
     /// Transport (default UDP).
     pub fn transport(mut self, transport: Transport) -> Sipp {
         self.transport = transport;
+        self
+    }
+
+    /// Loopback address it listens on and puts in its messages and SDP (`-i`, `-mi`). Default: a
+    /// caller's is the family of its target, a media server's 127.0.0.1.
+    pub fn family(mut self, family: IpFamily) -> Sipp {
+        self.family = family;
         self
     }
 
@@ -119,7 +128,7 @@ impl Sipp {
 
     /// The SIP address this SIPp listens on.
     pub fn addr(&self) -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], self.port))
+        self.family.addr(self.port)
     }
 
     /// The RTP port of its SDP (`-mp`).
@@ -134,10 +143,11 @@ impl Sipp {
             args.push(remote.to_string());
         }
         let control_port = free_port();
+        let ip = self.family.loopback().to_string();
         let mut push = |items: &[&str]| args.extend(items.iter().map(|s| (*s).to_owned()));
         push(&["-sf", &self.scenario.to_string_lossy()]);
-        push(&["-i", "127.0.0.1", "-p", &self.port.to_string()]);
-        push(&["-mi", "127.0.0.1", "-mp", &self.media_port.to_string()]);
+        push(&["-i", &ip, "-p", &self.port.to_string()]);
+        push(&["-mi", &ip, "-mp", &self.media_port.to_string()]);
         push(&["-cp", &control_port.to_string()]);
         push(&["-t", self.transport.sipp_mode(), "-s", &self.service]);
         push(&["-timeout", &format!("{}s", self.timeout.as_secs().max(1))]);
@@ -233,9 +243,9 @@ impl SippProcess {
     }
 
     fn wait_listening(&mut self, deadline: Instant) -> Result<()> {
-        let port = self.addr.port();
+        let addr = self.addr;
         let bound = wait_for(deadline, || {
-            (!is_free(port) || !self.guard.is_running()).then_some(())
+            (!is_free_on(addr) || !self.guard.is_running()).then_some(())
         });
         if bound.is_none() || !self.guard.is_running() {
             anyhow::bail!(

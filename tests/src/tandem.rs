@@ -6,7 +6,7 @@ use crate::ports::free_port;
 use crate::process::{wait_for, ChildGuard};
 use crate::sip_ping::ping;
 use crate::workdir::workspace_root;
-use crate::Transport;
+use crate::{IpFamily, Transport};
 use anyhow::{bail, Context, Result};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -50,13 +50,18 @@ pub struct TandemConfig {
 }
 
 impl TandemConfig {
-    /// Loopback addresses on free ports, probing every 500 ms (300 ms timeout, down after 2
-    /// failures, up after 2 successes), and the given media servers named ms1, ms2, ...
+    /// 127.0.0.1 on free ports, probing every 500 ms (300 ms timeout, down after 2 failures, up
+    /// after 2 successes), and the given media servers named ms1, ms2, ...
     pub fn new(servers: &[SocketAddr], transport: Transport) -> TandemConfig {
+        TandemConfig::on(IpFamily::V4, servers, transport)
+    }
+
+    /// As [`TandemConfig::new`], with the SIP and admin addresses on `family`'s loopback address.
+    pub fn on(family: IpFamily, servers: &[SocketAddr], transport: Transport) -> TandemConfig {
         TandemConfig {
-            sip: SocketAddr::from(([127, 0, 0, 1], free_port())),
+            sip: family.addr(free_port()),
             tcp: true,
-            admin: SocketAddr::from(([127, 0, 0, 1], free_port())),
+            admin: family.addr(free_port()),
             probe_interval: Duration::from_millis(500),
             probe_timeout: Duration::from_millis(300),
             failures_to_down: 2,
@@ -269,6 +274,31 @@ mod tests {
         assert_eq!(config.probe_window(), Duration::from_millis(2100));
     }
 
+    #[test]
+    fn ipv6_addresses_are_bracketed_in_the_config_file() {
+        let config = TandemConfig::on(
+            IpFamily::V6,
+            &["[::1]:5070".parse().unwrap()],
+            Transport::Udp,
+        );
+        let text = config.to_toml();
+        assert!(
+            text.contains(&format!(
+                "[sip]\nlisten = \"[::1]:{}\"\n",
+                config.sip.port()
+            )),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!(
+                "[admin]\nlisten = \"[::1]:{}\"\n",
+                config.admin.port()
+            )),
+            "{text}"
+        );
+        assert!(text.contains("address = \"[::1]:5070\"\n"), "{text}");
+    }
+
     /// Catches drift between this generator and Tandem's config format.
     #[test]
     fn generated_config_is_accepted_by_tandem() {
@@ -280,27 +310,27 @@ mod tests {
             return;
         };
         let mut dir = crate::TestDir::new("config_check").unwrap();
-        let path = dir.join("tandem.toml");
-        let config = TandemConfig::new(
-            &[
-                "127.0.0.1:5070".parse().unwrap(),
-                "127.0.0.2:5070".parse().unwrap(),
-            ],
-            Transport::Udp,
-        );
-        std::fs::write(&path, config.to_toml()).unwrap();
-        let output = Command::new(binary)
-            .arg("--check-config")
-            .arg(&path)
-            .output()
-            .unwrap();
-        assert!(
-            output.status.success(),
-            "tandem --check-config rejects the generated config:\n{}\n{}{}",
-            config.to_toml(),
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
+        for family in IpFamily::ALL {
+            let path = dir.join(&format!("tandem-{family}.toml"));
+            let config = TandemConfig::on(
+                family,
+                &[family.addr(5070), family.addr(5071)],
+                Transport::Udp,
+            );
+            std::fs::write(&path, config.to_toml()).unwrap();
+            let output = Command::new(&binary)
+                .arg("--check-config")
+                .arg(&path)
+                .output()
+                .unwrap();
+            assert!(
+                output.status.success(),
+                "tandem --check-config rejects the generated config:\n{}\n{}{}",
+                config.to_toml(),
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
         dir.passed();
     }
 }
