@@ -243,13 +243,25 @@ impl<'a> Iterator for Params<'a> {
 
 /// Checks a generic-param list: every name is a token, every value a token, host or quoted string.
 pub(crate) fn validate_params(s: &str) -> Result<(), ParseError> {
+    validate_params_finding(s, "").map(drop)
+}
+
+/// [`validate_params`], also returning what [`find_param`] would for `name`, in the same pass.
+pub(crate) fn validate_params_finding<'a>(
+    s: &'a str,
+    name: &str,
+) -> Result<Option<&'a str>, ParseError> {
+    let mut found = None;
     for p in params(s) {
-        let (name, value) = p?;
-        if !valid_param(name, value) {
+        let (n, value) = p?;
+        if !valid_param(n, value) {
             return Err(ParseError::HeaderLine);
         }
+        if found.is_none() && n.eq_ignore_ascii_case(name) {
+            found = Some(value.unwrap_or(""));
+        }
     }
-    Ok(())
+    Ok(found)
 }
 
 /// One generic-param: the name is a token, the value (if any) a token, host or quoted string.

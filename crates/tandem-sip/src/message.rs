@@ -275,8 +275,8 @@ impl Message {
         // Validates a From or To value and finds its tag.
         let addr_tag = |e: &HeaderEntry, label: &'static str| -> Result<Option<Rel>, ParseError> {
             let text = value(e);
-            match NameAddr::parse(text) {
-                Ok(addr) => Ok(addr.tag().map(|tag| Rel::of_part(text, tag, e.value_start))),
+            match NameAddr::parse_tagged(text) {
+                Ok((_, tag)) => Ok(tag.map(|tag| Rel::of_part(text, tag, e.value_start))),
                 Err(ParseError::Uri) => Err(ParseError::Uri),
                 Err(_) => Err(ParseError::Header(label)),
             }

@@ -1,6 +1,6 @@
 //! name-addr / addr-spec values with header parameters (RFC 3261 §20.10, §25.1).
 
-use crate::lex::{find_byte, find_param, is_lws, quoted_end, trim_lws, validate_params};
+use crate::lex::{find_byte, find_param, is_lws, quoted_end, trim_lws, validate_params_finding};
 use crate::uri::Uri;
 use crate::ParseError;
 
@@ -22,6 +22,12 @@ impl<'a> NameAddr<'a> {
     /// name, the angle brackets and parameters, but not inside the URI. A malformed URI gives
     /// [`ParseError::Uri`], any other defect `ParseError::Header("name-addr")`.
     pub fn parse(s: &'a str) -> Result<NameAddr<'a>, ParseError> {
+        Self::parse_tagged(s).map(|(addr, _)| addr)
+    }
+
+    /// [`NameAddr::parse`], also returning [`NameAddr::tag`] (found while the parameters are
+    /// checked).
+    pub(crate) fn parse_tagged(s: &'a str) -> Result<(NameAddr<'a>, Option<&'a str>), ParseError> {
         let s = trim_lws(s);
         let b = s.as_bytes();
         if b.is_empty() {
@@ -65,12 +71,13 @@ impl<'a> NameAddr<'a> {
         if !params.is_empty() && !params.starts_with(';') {
             return Err(ERR);
         }
-        validate_params(params).map_err(|_| ERR)?;
-        Ok(NameAddr {
+        let tag = validate_params_finding(params, "tag").map_err(|_| ERR)?;
+        let addr = NameAddr {
             display,
             uri,
             params,
-        })
+        };
+        Ok((addr, tag))
     }
 
     /// Header parameter value (case-insensitive name).

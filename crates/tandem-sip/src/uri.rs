@@ -133,10 +133,9 @@ pub(crate) fn parse_host(s: &str) -> Result<Host<'_>, ParseError> {
         return Err(ParseError::Uri);
     }
     if numeric {
-        return s
-            .parse::<Ipv4Addr>()
+        return parse_ipv4(b)
             .map(|a| Host::Ip(IpAddr::V4(a)))
-            .map_err(|_| ParseError::Uri);
+            .ok_or(ParseError::Uri);
     }
     if b[0] == b'.' || b[0] == b'-' {
         return Err(ParseError::Uri);
@@ -172,7 +171,36 @@ pub(crate) fn parse_port(p: &str) -> Option<u16> {
     if p.is_empty() || p.len() > 5 || !p.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    p.parse().ok()
+    let n = p.bytes().fold(0u32, |n, d| n * 10 + u32::from(d - b'0'));
+    u16::try_from(n).ok()
+}
+
+/// A dotted-quad IPv4 address, with the rules of `Ipv4Addr::from_str` (exactly four decimal octets,
+/// each 0–255 without leading zeros) and without its generic parser's cost.
+fn parse_ipv4(b: &[u8]) -> Option<Ipv4Addr> {
+    let (mut octets, mut at, mut n, mut digits) = ([0u8; 4], 0, 0u16, 0);
+    for &c in b {
+        if c == b'.' {
+            if digits == 0 || at == 3 {
+                return None;
+            }
+            octets[at] = n as u8;
+            (at, n, digits) = (at + 1, 0, 0);
+        } else if c.is_ascii_digit() && !(digits == 1 && n == 0) && digits < 3 {
+            n = n * 10 + u16::from(c - b'0');
+            digits += 1;
+            if n > 255 {
+                return None;
+            }
+        } else {
+            return None; // not a digit, a leading zero, or a fourth digit
+        }
+    }
+    if at != 3 || digits == 0 {
+        return None;
+    }
+    octets[3] = n as u8;
+    Some(Ipv4Addr::from(octets))
 }
 
 /// unreserved / escaped characters plus the characters of class `extra`.
@@ -200,10 +228,6 @@ impl<'a> Uri<'a> {
     /// Parses an absolute URI. sip/sips URIs are checked against RFC 3261 §25.1; tel and other
     /// schemes only for characters that can never appear unescaped in a URI.
     pub fn parse(s: &'a str) -> Result<Uri<'a>, ParseError> {
-        let b = s.as_bytes();
-        if b.iter().any(|&c| has_class(c, NOT_URI)) {
-            return Err(ParseError::Uri);
-        }
         let colon = find_byte(s, 0, b':').ok_or(ParseError::Uri)?;
         let scheme_text = &s[..colon];
         let sb = scheme_text.as_bytes();
@@ -234,6 +258,13 @@ impl<'a> Uri<'a> {
             params: "",
             headers: "",
         };
+        // Every part of a sip/sips URI is checked against its own character class below, so only
+        // the other schemes need the scan for characters no URI may hold.
+        if !matches!(scheme, Scheme::Sip | Scheme::Sips)
+            && rest.bytes().any(|c| has_class(c, NOT_URI))
+        {
+            return Err(ParseError::Uri);
+        }
         match scheme {
             Scheme::Sip | Scheme::Sips => uri.parse_sip(rest)?,
             Scheme::Tel => {
@@ -344,6 +375,63 @@ impl fmt::Display for Uri<'_> {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn characters_no_uri_holds_are_rejected_in_every_sip_part() {
+        for bad in [
+            "sip:a b@h",
+            "sip:a:p w@h",
+            "sip:a@h o",
+            "sip:a@h:50 60",
+            "sip:a@h;p=<x>",
+            "sip:a@h;p{=1",
+            "sip:a@h?x=\"1\"",
+            "sip:a@h?x=1|2",
+            "sip:a@h\u{e9}",
+            "sip:\u{e9}@h",
+            "sips:a@[::1]^",
+        ] {
+            assert_eq!(Uri::parse(bad), Err(ParseError::Uri), "{bad:?}");
+            assert!(bad.bytes().any(|c| has_class(c, NOT_URI)));
+        }
+    }
+
+    #[test]
+    fn ipv4_like_the_standard_parser() {
+        let check = |t: &str| {
+            assert_eq!(
+                parse_ipv4(t.as_bytes()),
+                t.parse::<Ipv4Addr>().ok(),
+                "{t:?}"
+            );
+        };
+        for t in [
+            "0.0.0.0",
+            "255.255.255.255",
+            "256.1.1.1",
+            "01.2.3.4",
+            "1.2.3",
+            "1.2.3.4.5",
+            "1..2.3",
+            "000.1.1.1",
+            "1.2.3.4.",
+            ".1.2.3",
+            "127.0.0.1",
+            "1.2.3.1000",
+        ] {
+            check(t);
+        }
+        // Every string of up to 7 characters over a few digits and the dot.
+        let alphabet = ['0', '1', '2', '5', '9', '.'];
+        let mut words = vec![String::new()];
+        for _ in 0..7 {
+            words = words
+                .iter()
+                .flat_map(|w| alphabet.iter().map(move |c| format!("{w}{c}")))
+                .collect();
+            words.iter().for_each(|w| check(w));
+        }
+    }
 
     #[test]
     fn sip_uri_parts() {
