@@ -282,11 +282,14 @@ impl<'m> Editor<'m> {
                 continue;
             }
             let value = self.line_value(l);
-            let rest = match CommaPieces::new(value).nth(usize::from(l.skip)) {
-                Some((a, _)) if l.skip > 0 => &value[a..],
-                Some(_) => value,
-                None if l.skip == 0 => value,
-                None => continue,
+            // A new line is written whole; an original one without its popped leading values.
+            let rest = if l.skip == 0 {
+                value
+            } else {
+                match CommaPieces::new(value).nth(usize::from(l.skip)) {
+                    Some((a, _)) => &value[a..],
+                    None => continue,
+                }
             };
             put_line(out, self.line_name(l).as_bytes(), rest.as_bytes());
         }
