@@ -13,6 +13,7 @@
 //!   branch): `A`, Call-ID, CSeq number, From tag.
 
 use std::fmt::Write;
+use std::net::IpAddr;
 use tandem_sip::{Host, Message, Method};
 
 /// Writes the key of the client transaction `method` + `branch` (responses: CSeq method + top-Via
@@ -36,7 +37,9 @@ pub(super) fn server(buf: &mut String, request: &Message, method: &Method) {
     buf.push('\0');
     if !rfc3261 {
         buf.push_str(request.call_id());
-        let _ = write!(buf, "\0{}\0", request.cseq().seq);
+        buf.push('\0');
+        push_u32(buf, request.cseq().seq);
+        buf.push('\0');
         buf.push_str(request.from_tag().unwrap_or(""));
         buf.push('\0');
         buf.push_str(request.request_uri().unwrap_or(""));
@@ -45,13 +48,22 @@ pub(super) fn server(buf: &mut String, request: &Message, method: &Method) {
     buf.push_str(via.branch.unwrap_or(""));
     buf.push('\0');
     match via.host {
+        Host::Ip(IpAddr::V4(ip)) => {
+            for (i, octet) in ip.octets().into_iter().enumerate() {
+                if i > 0 {
+                    buf.push('.');
+                }
+                push_u32(buf, u32::from(octet));
+            }
+        }
         Host::Ip(ip) => {
             let _ = write!(buf, "{ip}");
         }
         Host::Name(name) => buf.extend(name.chars().map(|c| c.to_ascii_lowercase())),
     }
     if let Some(port) = via.port {
-        let _ = write!(buf, ":{port}");
+        buf.push(':');
+        push_u32(buf, u32::from(port));
     }
 }
 
@@ -60,6 +72,38 @@ pub(super) fn ack(buf: &mut String, msg: &Message) {
     buf.clear();
     buf.push('A');
     buf.push_str(msg.call_id());
-    let _ = write!(buf, "\0{}\0", msg.cseq().seq);
+    buf.push('\0');
+    push_u32(buf, msg.cseq().seq);
+    buf.push('\0');
     buf.push_str(msg.from_tag().unwrap_or(""));
+}
+
+/// Appends `n` in decimal (what `write!` does, without the formatting machinery).
+fn push_u32(buf: &mut String, mut n: u32) {
+    let mut digits = [0u8; 10];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    buf.extend(digits[i..].iter().map(|&d| char::from(d)));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_are_written_in_decimal() {
+        let mut buf = String::new();
+        for n in [0, 7, 10, 5060, 65535, u32::MAX] {
+            buf.clear();
+            push_u32(&mut buf, n);
+            assert_eq!(buf, n.to_string());
+        }
+    }
 }
