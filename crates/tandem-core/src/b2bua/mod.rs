@@ -376,18 +376,15 @@ impl Core {
 
     /// A final response Tandem sent on server transaction `tx` was never acknowledged.
     fn on_no_ack(&mut self, now: Instant, tx: TxId) {
-        let Some(call) = self
+        let Some((call, call_id)) = self
             .calls
             .values()
             .find(|c| c.caller_invite_tx == Some(tx))
-            .map(|c| c.key)
+            .map(|c| (c.key, c.caller.call_id.clone()))
         else {
             return;
         };
-        tracing::info!(
-            call = call,
-            "caller never acknowledged the answer; ending the call"
-        );
+        tracing::warn!(%call_id, "caller never acknowledged the answer; ending the call");
         self.hang_up_both(now, call, "no-ack");
     }
 
@@ -442,7 +439,6 @@ impl Core {
         self.dialogs.remove(&c.caller.local_tag);
         self.dialogs.remove(&c.server.local_tag);
         self.pool.call_ended(c.server_index);
-        tracing::info!(call_id = %c.caller.call_id, reason, "call ended");
         self.emit(CallEvent::CallEnded {
             call_id: c.caller.call_id,
             reason: reason.to_owned(),

@@ -37,7 +37,7 @@ impl Core {
         self.next_call_key += 1;
         let cseq = msg.cseq().seq;
         self.metrics.calls_total += 1;
-        tracing::info!(call_id = %caller.call_id, peer = %from.addr, "new call");
+        tracing::debug!(call_id = %caller.call_id, peer = %from.addr, "new call");
         self.emit(CallEvent::CallCreated {
             call_id: caller.call_id.clone(),
         });
@@ -132,7 +132,6 @@ impl Core {
         let caller_call_id = call.caller.call_id.clone();
         self.dialogs.insert(server_tag, (key, Side::Server));
         let name = self.pool.server(server).config.name.clone();
-        tracing::info!(call_id = %caller_call_id, server = %name, "server chosen");
         self.emit(CallEvent::ServerChosen {
             call_id: caller_call_id,
             server: name,
@@ -345,7 +344,6 @@ impl Core {
             }
             if code < 300 {
                 self.metrics.calls_answered_total += 1;
-                tracing::info!(call_id = %call_id, "call answered");
                 self.emit(CallEvent::CallAnswered { call_id });
             }
         }
@@ -545,11 +543,6 @@ impl Core {
 
     pub(super) fn health_changed(&mut self, server: ServerIndex, up: bool) {
         let name = self.pool.server(server).config.name.clone();
-        if up {
-            tracing::info!(server = %name, "media server up");
-        } else {
-            tracing::warn!(server = %name, "media server down");
-        }
         self.emit(CallEvent::ServerHealthChanged { server: name, up });
     }
 }
