@@ -25,7 +25,7 @@ fn main() {
     let t0 = Instant::now();
     let mut layer = TransactionLayer::new(Timers::default());
     let method = |i: usize| {
-        if i % 2 == 0 {
+        if i.is_multiple_of(2) {
             Method::Invite
         } else {
             Method::Options
@@ -56,7 +56,7 @@ fn main() {
         let (req, ok) = &pool[i % pool.len()];
         layer.start_client(now, req.clone(), dest());
         let _ = layer.handle_incoming(now, ok.clone(), dest());
-        if i % 64 == 0 {
+        if i.is_multiple_of(64) {
             while let Some(at) = layer.poll_timeout().filter(|t| *t <= now) {
                 layer.handle_timeout(at);
             }
