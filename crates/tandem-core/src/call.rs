@@ -88,8 +88,8 @@ pub struct Call {
     pub state: CallState,
     pub caller: Leg,
     pub server: Leg,
-    /// The server the server leg is (or is being) set up with.
-    pub server_index: ServerIndex,
+    /// The server the server leg is (or is being) set up with; `None` until one is chosen.
+    pub server_index: Option<ServerIndex>,
     /// Servers already tried for this call (failover skips them).
     pub tried: Vec<ServerIndex>,
     /// The caller's INVITE server transaction, until it has a final response.

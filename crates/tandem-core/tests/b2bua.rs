@@ -534,3 +534,22 @@ fn the_callers_record_route_is_echoed_in_responses() {
         Some("<sip:127.0.0.1:5065;lr>")
     );
 }
+
+#[test]
+fn with_every_server_down_a_new_call_gets_503_at_once() {
+    let mut net = Net::with_probe_interval(Duration::from_secs(1));
+    // Neither server answers its probes: both go down.
+    for _ in 0..6 {
+        net.advance(Duration::from_millis(500));
+        net.drain();
+    }
+    assert!(net.core.server_health().iter().all(|h| !h.up));
+    net.caller_sends(&invite("down-1@caller", "z9hG4bKdown", 70));
+    let sent = net.drain();
+    assert_eq!(statuses(&sent, CALLER), vec![100, 503]);
+    assert!(sent
+        .iter()
+        .all(|(_, m)| m.method() != Some(&Method::Invite)));
+    assert_eq!(net.core.active_calls(), 0);
+    assert!(net.core.server_health().iter().all(|h| h.active_calls == 0));
+}

@@ -438,7 +438,9 @@ impl Core {
         };
         self.dialogs.remove(&c.caller.local_tag);
         self.dialogs.remove(&c.server.local_tag);
-        self.pool.call_ended(c.server_index);
+        if let Some(server) = c.server_index {
+            self.pool.call_ended(server);
+        }
         self.emit(CallEvent::CallEnded {
             call_id: c.caller.call_id,
             reason: reason.to_owned(),

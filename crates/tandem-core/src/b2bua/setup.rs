@@ -51,7 +51,7 @@ impl Core {
                 state: CallState::Trying,
                 caller,
                 server: placeholder,
-                server_index: usize::MAX,
+                server_index: None,
                 tried: Vec::new(),
                 caller_invite_tx: Some(tx),
                 server_invite_tx: None,
@@ -110,10 +110,9 @@ impl Core {
         let Some(call) = self.calls.get_mut(&key) else {
             return;
         };
-        let previous = call.server_index;
-        call.server_index = server;
+        let previous = call.server_index.replace(server);
         call.tried.push(server);
-        if previous != usize::MAX {
+        if let Some(previous) = previous {
             self.pool.call_ended(previous);
         }
         self.pool.call_started(server);
@@ -122,7 +121,7 @@ impl Core {
             return;
         };
         let old_tag = std::mem::replace(&mut call.server, leg).local_tag;
-        if previous != usize::MAX {
+        if previous.is_some() {
             self.dialogs.remove(&old_tag);
         }
         call.server_responded = false;
@@ -257,8 +256,7 @@ impl Core {
             return;
         }
         call.server_responded = true;
-        let server = call.server_index;
-        if code != 503 {
+        if let Some(server) = call.server_index.filter(|_| code != 503) {
             if let Some(true) = self.pool.record_success(server) {
                 self.health_changed(server, true);
             }
@@ -376,7 +374,7 @@ impl Core {
             self.send_server_invite(now, key, generation, false);
             return;
         }
-        if server != usize::MAX {
+        if let Some(server) = server {
             let name = self.pool.server(server).config.name.clone();
             tracing::warn!(call_id = %call.caller.call_id, server = %name, why, "server failed the call; trying the next one");
             if let Some(false) = self.pool.record_failure(server) {
