@@ -454,6 +454,19 @@ fn responses_record_the_real_source_in_received_and_rport() {
     assert_eq!(via.received, Some("127.0.0.1"));
     assert_eq!(via.rport, Some(Some(5061)));
     assert_eq!(via.branch, Some("z9hG4bKnat"));
+    let inv = request_to(&sent, MS1, Method::Invite).clone();
+    net.server_sends(MS1, answer(&inv, 200, "OK", true));
+    let sent = net.drain();
+    let ok = only_to(&sent, CALLER)
+        .into_iter()
+        .find(|m| m.status() == Some(200))
+        .unwrap();
+    assert_eq!(
+        ok.top_via().received,
+        Some("127.0.0.1"),
+        "relayed responses are stamped too"
+    );
+    assert_eq!(ok.top_via().rport, Some(Some(5061)));
 }
 
 #[test]

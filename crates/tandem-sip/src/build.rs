@@ -72,6 +72,7 @@ pub struct ResponseBuilder<'m> {
     code: u16,
     reason: String,
     to_tag: Option<String>,
+    vias: Option<String>,
     parts: Parts,
 }
 
@@ -83,8 +84,16 @@ impl<'m> ResponseBuilder<'m> {
             code,
             reason: reason.to_string(),
             to_tag: None,
+            vias: None,
             parts: Parts::default(),
         }
+    }
+
+    /// Writes this Via value (a comma-list) instead of copying the request's Via lines, e.g. with
+    /// `received`/`rport` filled in on the top one (RFC 3261 §18.2.1, RFC 3581 §4).
+    pub fn vias(&mut self, value: &str) -> &mut Self {
+        self.vias = Some(value.to_string());
+        self
     }
 
     /// Adds `;tag=` to the To value unless the request's To already has a tag.
@@ -114,8 +123,13 @@ impl<'m> ResponseBuilder<'m> {
         out.extend_from_slice(b" ");
         out.extend_from_slice(self.reason.as_bytes());
         out.extend_from_slice(b"\r\n");
-        for v in req.headers(HeaderName::Via) {
-            put_line(&mut out, "Via", &v);
+        match &self.vias {
+            Some(vias) => put_line(&mut out, "Via", vias),
+            None => {
+                for v in req.headers(HeaderName::Via) {
+                    put_line(&mut out, "Via", &v);
+                }
+            }
         }
         if let Some(v) = req.header(HeaderName::From) {
             put_line(&mut out, "From", &v);

@@ -142,7 +142,8 @@ impl Core {
             TransportKind::Tcp | TransportKind::Tls => Transport::Tcp,
             _ => Transport::Udp,
         };
-        let answer = rewrite::relay_response(&self.me, &msg, &origin_request, "", transport);
+        let vias = super::response_vias(&origin_request, self.layer.peer(origin));
+        let answer = rewrite::relay_response(&self.me, &msg, &origin_request, &vias, "", transport);
         if code >= 200 {
             // Later 2xx retransmissions of this transaction only need our ACK again.
             self.roles.insert(

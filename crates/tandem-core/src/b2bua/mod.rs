@@ -163,7 +163,7 @@ impl Core {
             }
             None => {
                 self.metrics.requests_received += 1;
-                stamp_received(msg, from)
+                msg
             }
         };
         match self.layer.handle_incoming(now, msg, from) {
@@ -302,14 +302,14 @@ impl Core {
             (None, Some(Method::Options)) if !unsupported_required(&msg).is_empty() => {
                 // Tandem answers this one itself: §8.2.2.3 (RFC 4475 bext01)
                 let unsupported = unsupported_required(&msg);
-                let mut b = ResponseBuilder::new(&msg, 420, "Bad Extension");
+                let mut b = self.response_to(tx, &msg, 420, "Bad Extension");
                 b.to_tag(&self.ids.tag())
                     .header(HeaderName::Unsupported, &unsupported);
                 let answer = b.build();
                 self.respond(now, tx, answer);
             }
             (None, Some(Method::Options)) => {
-                let mut b = ResponseBuilder::new(&msg, 200, "OK");
+                let mut b = self.response_to(tx, &msg, 200, "OK");
                 b.to_tag(&self.ids.tag())
                     .header(HeaderName::Allow, ALLOW)
                     .header(HeaderName::Other("Accept"), "application/sdp")
@@ -324,7 +324,7 @@ impl Core {
                 self.respond_simple(now, tx, &msg, 481, "Call/Transaction Does Not Exist");
             }
             (None, _) => {
-                let mut b = ResponseBuilder::new(&msg, 501, "Not Implemented");
+                let mut b = self.response_to(tx, &msg, 501, "Not Implemented");
                 b.to_tag(&self.ids.tag()).header(HeaderName::Allow, ALLOW);
                 let answer = b.build();
                 self.respond(now, tx, answer);
@@ -401,12 +401,25 @@ impl Core {
     }
 
     fn respond_simple(&mut self, now: Instant, tx: TxId, req: &Message, code: u16, reason: &str) {
-        let mut b = ResponseBuilder::new(req, code, reason);
+        let mut b = self.response_to(tx, req, code, reason);
         if req.to_hdr().tag().is_none() && code > 100 {
             b.to_tag(&self.ids.tag());
         }
         let answer = b.build();
         self.respond(now, tx, answer);
+    }
+
+    /// A response to `req`, the request of server transaction `tx`, with its Via set stamped.
+    fn response_to<'m>(
+        &self,
+        tx: TxId,
+        req: &'m Message,
+        code: u16,
+        reason: &str,
+    ) -> ResponseBuilder<'m> {
+        let mut b = ResponseBuilder::new(req, code, reason);
+        b.vias(&response_vias(req, self.layer.peer(tx)));
+        b
     }
 
     /// Starts a client transaction with a request Tandem built.
@@ -551,44 +564,42 @@ fn memchr_crlfcrlf(raw: &[u8]) -> Option<usize> {
     raw.windows(4).position(|w| w == b"\r\n\r\n")
 }
 
-/// RFC 3261 §18.2.1 and RFC 3581 §4: the top Via of a request records where it really came from
-/// (`received`, and `rport` filled in when the sender asked for it), so every response built from it
-/// carries them.
-fn stamp_received(msg: Message, from: Peer) -> Message {
-    let via = msg.top_via();
-    let ip = from.addr.ip();
-    let wants_rport = via.rport == Some(None);
-    let same_host = matches!(via.host, tandem_sip::Host::Ip(h) if h == ip);
-    if !wants_rport && (same_host || via.received.is_some()) {
-        return msg;
-    }
-    let Some(first) = msg
-        .header_values(HeaderName::Via)
-        .next()
-        .map(|v| v.into_owned())
-    else {
-        return msg;
+/// The Via set of a response to `req`, which arrived from `from`: the request's Via values with the
+/// top one recording where the request really came from (RFC 3261 §18.2.1 `received`, RFC 3581 §4
+/// `rport` filled in when the sender asked for it).
+pub(super) fn response_vias(req: &Message, from: Option<Peer>) -> String {
+    let mut values = req.header_values(HeaderName::Via);
+    let Some(top) = values.next() else {
+        return String::new();
     };
-    let mut stamped = String::with_capacity(first.len() + 48);
-    let mut params = first.split(';');
-    stamped.push_str(params.next().unwrap_or_default().trim_end());
-    for param in params {
-        let name = param.split('=').next().unwrap_or_default().trim();
-        if name.eq_ignore_ascii_case("rport") || name.eq_ignore_ascii_case("received") {
-            continue;
+    let mut out = String::with_capacity(top.len() + 64);
+    let via = req.top_via();
+    let stamp = from.filter(|from| {
+        let same_host = matches!(via.host, tandem_sip::Host::Ip(h) if h == from.addr.ip());
+        via.rport == Some(None) || !same_host
+    });
+    match stamp {
+        None => out.push_str(&top),
+        Some(from) => {
+            let mut params = top.split(';');
+            out.push_str(params.next().unwrap_or_default().trim_end());
+            for param in params {
+                let name = param.split('=').next().unwrap_or_default().trim();
+                if !name.eq_ignore_ascii_case("rport") && !name.eq_ignore_ascii_case("received") {
+                    out.push(';');
+                    out.push_str(param.trim());
+                }
+            }
+            use std::fmt::Write;
+            let _ = write!(out, ";received={}", from.addr.ip());
+            if via.rport.is_some() {
+                let _ = write!(out, ";rport={}", from.addr.port());
+            }
         }
-        stamped.push(';');
-        stamped.push_str(param.trim());
     }
-    use std::fmt::Write;
-    let _ = write!(stamped, ";received={ip}");
-    if wants_rport || via.rport.is_some() {
-        let _ = write!(stamped, ";rport={}", from.addr.port());
+    for value in values {
+        out.push_str(", ");
+        out.push_str(&value);
     }
-    let edited = msg
-        .edit()
-        .pop_first_value(HeaderName::Via)
-        .push_front(HeaderName::Via, &stamped)
-        .finish();
-    Message::parse(edited).unwrap_or(msg)
+    out
 }

@@ -89,17 +89,18 @@ pub fn relay_request(
 
 /// The response `incoming` (to a request Tandem relayed) rewritten as the response to `origin`, the
 /// request Tandem received on the other leg. `local_party` is Tandem's To value on the origin leg,
-/// used when the origin request carried no To tag (a dialog-creating INVITE).
+/// used when the origin request carried no To tag (a dialog-creating INVITE); `vias` is the Via set
+/// the response carries (the origin's, stamped: see `response_vias`).
 pub fn relay_response(
     me: &SelfAddress,
     incoming: &Message,
     origin: &Message,
+    vias: &str,
     local_party: &str,
     transport: Transport,
 ) -> Bytes {
-    let vias = joined(origin, HeaderName::Via);
     let mut ed = incoming.edit();
-    ed.set(HeaderName::Via, &vias);
+    ed.set(HeaderName::Via, vias);
     // The far leg's Record-Route stays there; the origin's own is echoed back (§12.1.1) so the
     // proxies on the origin side stay in its route set.
     let record_route = joined(origin, HeaderName::RecordRoute);

@@ -14,14 +14,14 @@ const UDP_SIZE_LIMIT: usize = 1300;
 const TIMER_C: std::time::Duration = std::time::Duration::from_secs(181);
 use std::cmp::Reverse;
 use std::time::Instant;
-use tandem_sip::{HeaderName, Message, Method, ResponseBuilder, Uri};
+use tandem_sip::{HeaderName, Message, Method, Uri};
 
 impl Core {
     /// A dialog-creating INVITE from a caller.
     pub(super) fn on_new_invite(&mut self, now: Instant, tx: TxId, msg: Message, from: Peer) {
         if self.draining || self.calls.len() >= self.config.max_calls {
             self.metrics.calls_failed_total += 1;
-            let mut b = ResponseBuilder::new(&msg, 503, "Service Unavailable");
+            let mut b = self.response_to(tx, &msg, 503, "Service Unavailable");
             b.to_tag(&self.ids.tag())
                 .header(HeaderName::Other("Retry-After"), "5");
             let answer = b.build();
@@ -321,10 +321,12 @@ impl Core {
         let Some(call) = self.calls.get(&key) else {
             return;
         };
+        let vias = super::response_vias(&origin, self.layer.peer(caller_tx));
         let answer = rewrite::relay_response(
             &self.me,
             &msg,
             &origin,
+            &vias,
             &call.caller.local_party,
             call.caller.peer.transport,
         );
@@ -404,8 +406,9 @@ impl Core {
         };
         if let Some(caller_tx) = call.caller_invite_tx.take() {
             let origin = call.initial_invite.clone();
-            let mut b = ResponseBuilder::new(&origin, code, reason);
-            b.to_tag(&call.caller.local_tag.clone());
+            let tag = call.caller.local_tag.clone();
+            let mut b = self.response_to(caller_tx, &origin, code, reason);
+            b.to_tag(&tag);
             let answer = b.build();
             self.respond(now, caller_tx, answer);
         }
@@ -466,7 +469,7 @@ impl Core {
         let tag = call.caller.local_tag.clone();
         let server_tx = call.server_invite_tx;
         if let Some(caller_tx) = caller_tx {
-            let mut b = ResponseBuilder::new(&origin, code, reason);
+            let mut b = self.response_to(caller_tx, &origin, code, reason);
             b.to_tag(&tag);
             let answer = b.build();
             self.respond(now, caller_tx, answer);
