@@ -21,15 +21,16 @@
 # target/sip-load), one folder per proxy and step.
 #
 # Measured 2026-11-21 on the project VM (2 vCPU AMD EPYC, 24 GiB, Debian 12, kernel 6.18), SIPp 3.6.1,
-# Kamailio 5.6.3, Tandem of commit 3c53a7c, defaults (10 s per step, rates 200 ... 8000). SIPp's
-# caller and media server share the 2 CPUs with the proxy, so the machine saturates, not only the proxy.
-#   Kamailio: 0 failed calls up to 4000 cps (5000 cps: 215 failed); at 4000 cps 0.114 CPU s per
-#             1,000 calls, peak PSS 643 MiB, INVITE→200 mean 0.50 ms, p99 4 ms.
-#   Tandem:   0 failed calls up to 5000 cps (6000 cps: 13294 failed); at 4000 cps 0.102 CPU s per
-#             1,000 calls, peak PSS 613 MiB, mean 14.4 ms, p99 72 ms; at 5000 cps p50 96 ms, p99 384 ms.
-#   Tandem / Kamailio at 4000 cps: CPU per call x0.89, memory x0.95, response time mean x29, p99 x18.
-#   Tandem's memory follows the call rate, not the number of calls (10,000-call runs at 1000 cps,
-#   repeated, plateau at ~80 MiB RSS): it holds each finished transaction for RFC 3261's 32 s Timer J/K.
+# Kamailio 5.6.3, RATES="1000 2000 3000 4000 5000 6000 7000 7500 8000 9000", 10 s per step. SIPp's
+# caller and media server share the 2 CPUs with the proxy, so the machine saturates, not only the proxy,
+# and figures move between runs (compare ratios from one run).
+#   Kamailio: 0 failed calls up to 6000 cps (7000: 1409 failed); at 6000 cps 0.107 CPU s per 1,000
+#             calls, peak PSS 957 MiB, INVITE→200 mean 3.05 ms, p99 64 ms.
+#   Tandem:   0 failed calls up to 9000 cps (the highest step); at 6000 cps 0.081 CPU s per 1,000
+#             calls, peak PSS 297 MiB, mean 1.14 ms, p99 8 ms; at 9000 cps 0.079 s, 485 MiB.
+#   Tandem / Kamailio: highest clean rate x1.50; at 6000 cps CPU per call x0.76, memory x0.31.
+#   An earlier run the same day (Tandem before its last two optimisations): Kamailio clean to 4000 cps,
+#   Tandem to 7000 cps (x1.75), CPU per call x0.80 at 4000 cps.
 set -uo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
