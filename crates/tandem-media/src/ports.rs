@@ -305,16 +305,3 @@ fn index_u32(index: usize) -> u32 {
     u32::try_from(index).unwrap_or(NIL)
 }
 
-#[cfg(test)]
-#[allow(clippy::unwrap_used)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn whole_port_space_fits() {
-        let alloc = PortAllocator::new(1, u16::MAX).unwrap();
-        assert_eq!(alloc.capacity(), 32767);
-        let alloc = PortAllocator::new(2, 3).unwrap();
-        assert_eq!(alloc.capacity(), 1);
-    }
-}
