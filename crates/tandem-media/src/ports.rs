@@ -304,4 +304,3 @@ impl PortAllocator {
 fn index_u32(index: usize) -> u32 {
     u32::try_from(index).unwrap_or(NIL)
 }
-
