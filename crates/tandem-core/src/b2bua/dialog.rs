@@ -16,9 +16,8 @@ impl Core {
         tx: TxId,
         msg: Message,
         from: Peer,
-        tag: &str,
     ) {
-        let Some(&(key, side)) = self.dialogs.get(tag) else {
+        let Some(&(key, side)) = msg.to_tag().and_then(|tag| self.dialogs.get(tag)) else {
             self.respond_simple(now, tx, &msg, 481, "Call/Transaction Does Not Exist");
             return;
         };
@@ -187,8 +186,7 @@ impl Core {
 
     /// An ACK for a 2xx: mapped onto the other leg as the ACK of the INVITE relayed there.
     pub(super) fn on_ack(&mut self, _now: Instant, msg: &Message) {
-        let to = msg.to_hdr();
-        let Some(&(key, side)) = to.tag().and_then(|tag| self.dialogs.get(tag)) else {
+        let Some(&(key, side)) = msg.to_tag().and_then(|tag| self.dialogs.get(tag)) else {
             self.metrics.dropped += 1;
             return;
         };

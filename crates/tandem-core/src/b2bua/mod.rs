@@ -191,17 +191,10 @@ impl Core {
         self.drain_layer_events(now);
     }
 
-    /// A TCP connection closed; later sends to that peer go through a new connection.
-    pub fn handle_connection_closed(&mut self, _now: Instant, conn: ConnId) {
-        for call in self.calls.values_mut() {
-            for side in [Side::Caller, Side::Server] {
-                let leg = call.leg_mut(side);
-                if leg.peer.conn == Some(conn) {
-                    leg.peer.conn = None;
-                }
-            }
-        }
-    }
+    /// A TCP connection closed. Nothing to forget: a leg keeps the id of the connection it last used,
+    /// and the shell sends through a new connection to the same address when that id is gone
+    /// (connection ids are never reused), so no scan over the calls is needed per closed connection.
+    pub fn handle_connection_closed(&mut self, _now: Instant, _conn: ConnId) {}
 
     pub fn handle_timeout(&mut self, now: Instant) {
         self.layer.handle_timeout(now);
@@ -295,11 +288,10 @@ impl Core {
             self.respond_simple(now, tx, &msg, 416, "Unsupported URI Scheme");
             return;
         }
-        let to_tag = msg.to_hdr().tag().map(str::to_owned);
-        match (to_tag, msg.method()) {
-            (Some(tag), _) => self.on_in_dialog_request(now, tx, msg, from, &tag),
-            (None, Some(Method::Invite)) => self.on_new_invite(now, tx, msg, from),
-            (None, Some(Method::Options)) if !unsupported_required(&msg).is_empty() => {
+        match (msg.to_tag().is_some(), msg.method()) {
+            (true, _) => self.on_in_dialog_request(now, tx, msg, from),
+            (false, Some(Method::Invite)) => self.on_new_invite(now, tx, msg, from),
+            (false, Some(Method::Options)) if !unsupported_required(&msg).is_empty() => {
                 // Tandem answers this one itself: §8.2.2.3 (RFC 4475 bext01)
                 let unsupported = unsupported_required(&msg);
                 let mut b = self.response_to(tx, &msg, 420, "Bad Extension");
@@ -308,7 +300,7 @@ impl Core {
                 let answer = b.build();
                 self.respond(now, tx, answer);
             }
-            (None, Some(Method::Options)) => {
+            (false, Some(Method::Options)) => {
                 let mut b = self.response_to(tx, &msg, 200, "OK");
                 b.to_tag(&self.ids.tag())
                     .header(HeaderName::Allow, ALLOW)
@@ -318,12 +310,12 @@ impl Core {
                 self.respond(now, tx, answer);
             }
             (
-                None,
+                false,
                 Some(Method::Bye | Method::Prack | Method::Update | Method::Info | Method::Notify),
             ) => {
                 self.respond_simple(now, tx, &msg, 481, "Call/Transaction Does Not Exist");
             }
-            (None, _) => {
+            (false, _) => {
                 let mut b = self.response_to(tx, &msg, 501, "Not Implemented");
                 b.to_tag(&self.ids.tag()).header(HeaderName::Allow, ALLOW);
                 let answer = b.build();
@@ -402,7 +394,7 @@ impl Core {
 
     fn respond_simple(&mut self, now: Instant, tx: TxId, req: &Message, code: u16, reason: &str) {
         let mut b = self.response_to(tx, req, code, reason);
-        if req.to_hdr().tag().is_none() && code > 100 {
+        if req.to_tag().is_none() && code > 100 {
             b.to_tag(&self.ids.tag());
         }
         let answer = b.build();

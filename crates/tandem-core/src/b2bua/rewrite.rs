@@ -110,7 +110,7 @@ pub fn relay_response(
         ed.set(HeaderName::RecordRoute, &record_route);
     }
     copy_header(&mut ed, origin, HeaderName::From);
-    if origin.to_hdr().tag().is_some() {
+    if origin.to_tag().is_some() {
         copy_header(&mut ed, origin, HeaderName::To);
     } else {
         ed.set(HeaderName::To, local_party);

@@ -87,7 +87,7 @@ impl Core {
             call_id: msg.call_id().to_owned(),
             local_party: format!("{to_hdr};tag={local_tag}"),
             local_tag,
-            remote_tag: msg.from_hdr().tag().map(str::to_owned),
+            remote_tag: msg.from_tag().map(str::to_owned),
             remote_party: from_hdr,
             local_cseq: 0,
             remote_cseq: Some(msg.cseq().seq),
@@ -150,15 +150,12 @@ impl Core {
         if let Some(m) = call.invite_mapping.as_mut() {
             m.to_cseq = 1;
         }
-        let mut invite = rewrite::relay_request(
-            &self.me,
-            &call.initial_invite,
-            &call.server,
-            &Method::Invite,
-            1,
-            &branch,
-            None,
-        );
+        let me = &self.me;
+        let build = |call: &Call| {
+            let invite = &call.initial_invite;
+            rewrite::relay_request(me, invite, &call.server, &Method::Invite, 1, &branch, None)
+        };
+        let mut invite = build(call);
         call.tcp_for_size = false;
         if size_rule
             && self.config.tcp
@@ -167,15 +164,7 @@ impl Core {
         {
             call.server.peer.transport = Transport::Tcp;
             call.tcp_for_size = true;
-            invite = rewrite::relay_request(
-                &self.me,
-                &call.initial_invite,
-                &call.server,
-                &Method::Invite,
-                1,
-                &branch,
-                None,
-            );
+            invite = build(call);
         }
         let dest = call.server.peer;
         if let Some(stx) = self.send_request(now, invite, dest, TxRole::ServerInvite { call: key })
@@ -283,9 +272,8 @@ impl Core {
             return;
         };
         // The server's tag, target and route set (RFC 3261 §12.1.2) from every dialog-creating response.
-        if code < 300 || (101..200).contains(&code) {
-            let to = msg.to_hdr();
-            if let Some(tag) = to.tag() {
+        if code < 300 {
+            if let Some(tag) = msg.to_tag() {
                 if call.server.remote_tag.as_deref() != Some(tag) {
                     call.server.remote_tag = Some(tag.to_owned());
                     call.server.remote_party = msg
@@ -503,7 +491,7 @@ impl Core {
             return;
         }
         let mut leg = leg.clone();
-        leg.remote_tag = msg.to_hdr().tag().map(str::to_owned);
+        leg.remote_tag = msg.to_tag().map(str::to_owned);
         if let Some(to) = msg.header(HeaderName::To) {
             leg.remote_party = to.into_owned();
         }

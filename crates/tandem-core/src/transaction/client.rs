@@ -79,11 +79,7 @@ impl Transaction {
                         "could not build ACK for non-2xx final: the INVITE does not parse"
                     ),
                 }
-                let d = if self.reliable() {
-                    Duration::ZERO
-                } else {
-                    timer_d(timers)
-                };
+                let d = self.absorb_wait(timer_d(timers));
                 self.arm(Slot::Deadline, now, d, out);
                 Verdict::PassUp
             }
@@ -115,11 +111,7 @@ impl Transaction {
             (State::Trying | State::Proceeding, _) => {
                 self.disarm(Slot::Retransmit);
                 self.state = State::Completed;
-                let k = if self.reliable() {
-                    Duration::ZERO
-                } else {
-                    timers.t4
-                };
+                let k = self.absorb_wait(timers.t4);
                 self.arm(Slot::Deadline, now, k, out); // Timer K
                 Verdict::PassUp
             }

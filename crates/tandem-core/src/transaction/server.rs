@@ -5,7 +5,7 @@ use super::state::{Kind, Output, State, Transaction};
 use super::timer::Slot;
 use super::{Timers, TxEvent};
 use bytes::Bytes;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// What an ACK that reached a server INVITE transaction means.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,11 +58,7 @@ impl Transaction {
             }
             (Kind::ServerNonInvite, State::Trying | State::Proceeding, _) => {
                 self.state = State::Completed;
-                let j = if unreliable {
-                    64 * timers.t1
-                } else {
-                    Duration::ZERO
-                };
+                let j = self.absorb_wait(64 * timers.t1);
                 self.arm(Slot::Deadline, now, j, out); // Timer J
             }
             _ => return false,
@@ -78,11 +74,7 @@ impl Transaction {
             State::Completed => {
                 self.disarm(Slot::Retransmit);
                 self.state = State::Confirmed;
-                let i = if self.reliable() {
-                    Duration::ZERO
-                } else {
-                    timers.t4
-                };
+                let i = self.absorb_wait(timers.t4);
                 self.arm(Slot::Deadline, now, i, out); // Timer I
                 AckVerdict::Absorb
             }

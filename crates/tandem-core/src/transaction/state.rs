@@ -175,6 +175,16 @@ impl Transaction {
         self.peer.transport.is_reliable()
     }
 
+    /// A wait that only absorbs retransmissions: `unreliable` over UDP, nothing over TCP (timers D,
+    /// I, J, K).
+    pub(super) fn absorb_wait(&self, unreliable: Duration) -> Duration {
+        if self.reliable() {
+            Duration::ZERO
+        } else {
+            unreliable
+        }
+    }
+
     pub(super) fn timer(&self, slot: Slot) -> Option<Instant> {
         match slot {
             Slot::Retransmit => self.retransmit_at,
