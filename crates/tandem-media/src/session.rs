@@ -1,0 +1,145 @@
+//! What the signalling core tells the data plane about one call's media, and what the data plane
+//! reports back. Plain data: the core builds it from the SDP it relays, the relay applies it, the
+//! replication stream will carry it.
+//!
+//! A call has two sides. For every media section (m-line) Tandem holds one port pair facing each
+//! side: the caller sends to the caller-facing pair, the media server to the server-facing pair.
+//! A packet that arrives on one side's pair leaves from the other side's pair toward that side's
+//! peer.
+
+use crate::ports::PortPair;
+use std::net::SocketAddr;
+
+/// Tandem's handle of a call (the core's call key).
+pub type CallKey = u64;
+
+/// Which side of a call a relay endpoint faces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MediaSide {
+    /// Toward the caller.
+    Caller,
+    /// Toward the media server.
+    Server,
+}
+
+impl MediaSide {
+    /// The opposite side.
+    pub fn other(self) -> MediaSide {
+        match self {
+            MediaSide::Caller => MediaSide::Server,
+            MediaSide::Server => MediaSide::Caller,
+        }
+    }
+
+    /// A short lowercase name for logs and metrics labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MediaSide::Caller => "caller",
+            MediaSide::Server => "server",
+        }
+    }
+}
+
+/// One side of one media stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EndpointPlan {
+    /// Tandem's relay ports facing this side (what Tandem wrote into the SDP sent to this side).
+    pub local: PortPair,
+    /// Where this side said it receives RTP (its SDP `c=` address and `m=` port). `None` while no
+    /// SDP from this side is known, when it is on hold with `c=0.0.0.0`, or when it rejected the
+    /// stream (port 0): nothing is sent toward it until a source latches.
+    pub remote_rtp: Option<SocketAddr>,
+    /// Where this side said it receives RTCP (`a=rtcp`, else RTP port + 1; the RTP address when
+    /// RTCP is multiplexed).
+    pub remote_rtcp: Option<SocketAddr>,
+    /// The side offered or accepted `a=rtcp-mux`: RTP and RTCP share the RTP port.
+    pub rtcp_mux: bool,
+}
+
+/// One media section relayed between the two sides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamPlan {
+    /// The m-line index in the SDP bodies (0-based, body order).
+    pub index: u16,
+    /// RTP clock rate of the stream's first payload format, in Hz (8000 for G.711).
+    pub clock_rate: u32,
+    /// The caller-facing endpoint.
+    pub caller: EndpointPlan,
+    /// The server-facing endpoint.
+    pub server: EndpointPlan,
+}
+
+impl StreamPlan {
+    /// The endpoint facing `side`.
+    pub fn endpoint(&self, side: MediaSide) -> &EndpointPlan {
+        match side {
+            MediaSide::Caller => &self.caller,
+            MediaSide::Server => &self.server,
+        }
+    }
+
+    /// The endpoint facing `side`, mutable.
+    pub fn endpoint_mut(&mut self, side: MediaSide) -> &mut EndpointPlan {
+        match side {
+            MediaSide::Caller => &mut self.caller,
+            MediaSide::Server => &mut self.server,
+        }
+    }
+}
+
+/// The whole media state of one call as the core sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionPlan {
+    /// The call.
+    pub call: CallKey,
+    /// The caller leg's Call-ID, for logs.
+    pub call_id: String,
+    /// Every stream, in m-line order.
+    pub streams: Vec<StreamPlan>,
+}
+
+/// A command from the core to the data plane.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MediaCommand {
+    /// Create the call's relay sockets, or update an existing session in place: new streams are
+    /// added, changed remotes re-signal their latches (a re-INVITE, a new media server) while the
+    /// outbound streams stay continuous, streams no longer listed are closed.
+    Apply(SessionPlan),
+    /// The call ended: close its sockets.
+    Remove {
+        /// The call.
+        call: CallKey,
+    },
+}
+
+/// Something the data plane noticed, reported to the core.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MediaEvent {
+    /// No RTP or RTCP arrived from `side` of the call for the configured inactivity timeout.
+    Inactive {
+        /// The call.
+        call: CallKey,
+        /// The silent side.
+        side: MediaSide,
+    },
+    /// A side's packets now come from `source` (first packet, or a re-latch).
+    Latched {
+        /// The call.
+        call: CallKey,
+        /// The side that sent.
+        side: MediaSide,
+        /// The stream's m-line index.
+        index: u16,
+        /// The learned source.
+        source: SocketAddr,
+    },
+    /// A relay port could not be bound; the stream cannot carry media.
+    BindFailed {
+        /// The call.
+        call: CallKey,
+        /// The port that failed.
+        port: u16,
+        /// The operating system's error text.
+        error: String,
+    },
+}
