@@ -65,6 +65,18 @@ pub enum CallState {
     Terminating,
 }
 
+impl CallState {
+    /// A short lowercase name for logs and the admin endpoint.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CallState::Trying => "trying",
+            CallState::Confirmed => "confirmed",
+            CallState::Cancelling => "cancelling",
+            CallState::Terminating => "terminating",
+        }
+    }
+}
+
 /// An ACK Tandem sent on a leg, kept to answer 2xx retransmissions.
 #[derive(Debug, Clone)]
 pub struct SentAck {
@@ -111,6 +123,13 @@ pub struct Call {
     pub tcp_for_size: bool,
     /// Timer C deadline while the server leg rings.
     pub setup_deadline: Option<std::time::Instant>,
+    /// When the caller's INVITE arrived.
+    pub created: std::time::Instant,
+    /// Relay ports and media endpoints of both sides.
+    pub media: crate::media::CallMedia,
+    /// The caller's initial offer anchored for the server leg (sent again on failover); `None`
+    /// when the INVITE carries no SDP or is forwarded unchanged.
+    pub server_offer: Option<Bytes>,
 }
 
 impl Call {

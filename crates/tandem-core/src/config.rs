@@ -24,6 +24,9 @@ pub struct CoreConfig {
     pub server_invite_timeout: Duration,
     /// Largest number of concurrent calls; new INVITEs beyond it get 503.
     pub max_calls: usize,
+    /// Media anchoring: relay ports every call's RTP/RTCP is moved through. `None`: SDP passes
+    /// unchanged and media flows directly between the caller and the media server.
+    pub media: Option<crate::media::MediaConfig>,
 }
 
 /// One media server.

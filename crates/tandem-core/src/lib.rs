@@ -7,6 +7,7 @@
 //! * [`Core`]: the B2BUA (caller leg ↔ server leg per call), the media-server pool with OPTIONS
 //!   probes, and the events every change of call state produces.
 
+pub mod media;
 pub mod transaction;
 
 use bytes::Bytes;
@@ -76,5 +77,5 @@ pub mod config;
 pub mod ids;
 pub mod pool;
 
-pub use b2bua::{CallEvent, Core, Metrics, ServerHealth};
+pub use b2bua::{CallEvent, CallOverview, Core, Metrics, ServerHealth};
 pub use config::{CoreConfig, MediaServerConfig, ProbeConfig};

@@ -1,7 +1,8 @@
 //! The admin endpoint: a minimal HTTP/1.1 server (one request per connection) serving
-//! `GET /metrics` (Prometheus text) and `GET /health` (200 `ok` while running, 503 `draining`
-//! during a graceful shutdown). Each request asks the core task for a [`Snapshot`] through a
-//! channel, so nothing is shared with the packet path.
+//! `GET /metrics` (Prometheus text), `GET /health` (200 `ok` while running, 503 `draining`
+//! during a graceful shutdown), `GET /calls` (JSON: every call with its relay ports) and
+//! `GET /calls/<Call-ID>` (JSON: one call with per-stream media statistics). Each request asks the
+//! core task through a channel, so nothing is shared with the packet path.
 
 use crate::metrics::{render_prometheus, Snapshot, PROMETHEUS_CONTENT_TYPE};
 use std::time::Duration;
@@ -10,8 +11,22 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, warn};
 
-/// A request for a snapshot; the core task answers on the oneshot.
-pub type SnapshotRequest = oneshot::Sender<Snapshot>;
+/// A question for the core task; it answers on the oneshot.
+#[derive(Debug)]
+pub enum AdminRequest {
+    /// The counters and health behind `/metrics` and `/health`.
+    Snapshot(oneshot::Sender<Snapshot>),
+    /// `/calls`: a JSON array of every call.
+    Calls(oneshot::Sender<String>),
+    /// `/calls/<Call-ID>`: a JSON object for the call, `None` when there is no such call.
+    Call {
+        /// The caller leg's Call-ID.
+        call_id: String,
+        reply: oneshot::Sender<Option<String>>,
+    },
+}
+
+const JSON_CONTENT_TYPE: &str = "application/json";
 
 /// Largest request head accepted.
 const MAX_HEAD_BYTES: usize = 8 * 1024;
@@ -21,11 +36,11 @@ const IO_TIMEOUT: Duration = Duration::from_secs(5);
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// Serves admin requests for ever (until the task is aborted).
-pub async fn serve(listener: TcpListener, snapshots: mpsc::Sender<SnapshotRequest>) {
+pub async fn serve(listener: TcpListener, requests: mpsc::Sender<AdminRequest>) {
     loop {
         match listener.accept().await {
             Ok((stream, _)) => {
-                tokio::spawn(handle_connection(stream, snapshots.clone()));
+                tokio::spawn(handle_connection(stream, requests.clone()));
             }
             Err(error) => {
                 warn!(%error, "admin accept failed");
@@ -35,9 +50,9 @@ pub async fn serve(listener: TcpListener, snapshots: mpsc::Sender<SnapshotReques
     }
 }
 
-async fn handle_connection(mut stream: TcpStream, snapshots: mpsc::Sender<SnapshotRequest>) {
+async fn handle_connection(mut stream: TcpStream, requests: mpsc::Sender<AdminRequest>) {
     let response = match tokio::time::timeout(IO_TIMEOUT, read_head(&mut stream)).await {
-        Ok(Ok(Some(head))) => respond(&head, &snapshots).await,
+        Ok(Ok(Some(head))) => respond(&head, &requests).await,
         Ok(Ok(None)) => Response::text(400, "Bad Request", "bad request\n"),
         Ok(Err(error)) => {
             debug!(%error, "admin read failed");
@@ -74,7 +89,7 @@ async fn read_head(stream: &mut TcpStream) -> std::io::Result<Option<Vec<u8>>> {
     }
 }
 
-async fn respond(head: &[u8], snapshots: &mpsc::Sender<SnapshotRequest>) -> Response {
+async fn respond(head: &[u8], requests: &mpsc::Sender<AdminRequest>) -> Response {
     let Some((method, path)) = request_line(head) else {
         return Response::text(400, "Bad Request", "bad request\n");
     };
@@ -84,7 +99,20 @@ async fn respond(head: &[u8], snapshots: &mpsc::Sender<SnapshotRequest>) -> Resp
         _ => return Response::text(405, "Method Not Allowed", "only GET and HEAD\n"),
     };
     let response = match path {
-        "/metrics" | "/health" => match snapshot(snapshots).await {
+        "/calls" => match ask(requests, AdminRequest::Calls).await {
+            Some(json) => Response::ok(JSON_CONTENT_TYPE, json),
+            None => Response::text(503, "Service Unavailable", "stopping\n"),
+        },
+        _ if path.starts_with("/calls/") => {
+            let call_id = percent_decode(&path["/calls/".len()..]);
+            let asked = ask(requests, |reply| AdminRequest::Call { call_id, reply }).await;
+            match asked {
+                Some(Some(json)) => Response::ok(JSON_CONTENT_TYPE, json),
+                Some(None) => Response::text(404, "Not Found", "no such call\n"),
+                None => Response::text(503, "Service Unavailable", "stopping\n"),
+            }
+        }
+        "/metrics" | "/health" => match ask(requests, AdminRequest::Snapshot).await {
             None => Response::text(503, "Service Unavailable", "stopping\n"),
             Some(s) if path == "/metrics" => {
                 Response::ok(PROMETHEUS_CONTENT_TYPE, render_prometheus(&s))
@@ -118,10 +146,40 @@ fn request_line(head: &[u8]) -> Option<(&str, &str)> {
     Some((method, path))
 }
 
-async fn snapshot(snapshots: &mpsc::Sender<SnapshotRequest>) -> Option<Snapshot> {
+/// Sends the request `make` builds around a fresh reply channel and waits for the answer; `None`
+/// when the core task is gone.
+async fn ask<T>(
+    requests: &mpsc::Sender<AdminRequest>,
+    make: impl FnOnce(oneshot::Sender<T>) -> AdminRequest,
+) -> Option<T> {
     let (reply, answer) = oneshot::channel();
-    snapshots.send(reply).await.ok()?;
+    requests.send(make(reply)).await.ok()?;
     answer.await.ok()
+}
+
+/// `%XX` escapes of a path segment decoded (a Call-ID may hold `@`, `%`, `/`...); anything that is
+/// not a valid escape is kept as written.
+fn percent_decode(segment: &str) -> String {
+    let bytes = segment.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (byte, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 struct Response {

@@ -11,11 +11,13 @@ pub mod file;
 pub use duration::{parse_duration, DurationError};
 
 use file::{ConfigFile, MediaServerTable};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+use tandem_core::media::MediaConfig;
 use tandem_core::transaction::Timers;
 use tandem_core::{CoreConfig, MediaServerConfig, ProbeConfig, Transport};
+use tandem_media::ports::PortAllocator;
 
 /// The configuration built into the binary, used when no `--config` is given: SIP on
 /// 127.0.0.1:5060, admin on 127.0.0.1:9090, one media server on 127.0.0.1:5080.
@@ -59,6 +61,8 @@ pub struct Config {
     pub probe: ProbeConfig,
     /// `[[media_server]]`, in file order.
     pub media_servers: Vec<MediaServerConfig>,
+    /// `[media]`; `None` when `media.enabled = false`.
+    pub media: Option<MediaSettings>,
     /// `shutdown.grace`: longest drain after the first SIGTERM/SIGINT.
     pub shutdown_grace: Duration,
     /// `log.level`: tracing filter directives.
@@ -82,6 +86,22 @@ pub struct SipSettings {
     pub server_invite_timeout: Duration,
     /// `[sip.timers]`
     pub timers: Timers,
+}
+
+/// The checked `[media]` table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MediaSettings {
+    /// `media.address`; `None`: the advertised SIP IP.
+    pub address: Option<IpAddr>,
+    /// `media.port_min`, `media.port_max`.
+    pub port_min: u16,
+    pub port_max: u16,
+    /// `media.inactivity_timeout`; `None` when `0s`.
+    pub inactivity_timeout: Option<Duration>,
+    /// `media.shards`; 0 = one per core.
+    pub shards: usize,
+    /// `media.latch_any_ip`.
+    pub latch_any_ip: bool,
 }
 
 impl Config {
@@ -117,6 +137,7 @@ impl Config {
         }
         let probe = check_pool(&file.pool)?;
         let media_servers = check_media_servers(&file.media_servers, sip.tcp)?;
+        let media = check_media(&file.media)?;
         let shutdown_grace = duration("shutdown.grace", &file.shutdown.grace)?;
         let log_level = file.log.level.trim().to_owned();
         if let Err(e) = tracing_subscriber::EnvFilter::builder().parse(&log_level) {
@@ -130,6 +151,7 @@ impl Config {
             admin_listen,
             probe,
             media_servers,
+            media,
             shutdown_grace,
             log_level,
         })
@@ -151,8 +173,52 @@ impl Config {
             probe: self.probe,
             server_invite_timeout: self.sip.server_invite_timeout,
             max_calls: self.sip.max_calls,
+            media: self.media.as_ref().map(|m| MediaConfig {
+                address: self.media_address(advertised).unwrap_or(advertised.ip()),
+                port_min: m.port_min,
+                port_max: m.port_max,
+            }),
         }
     }
+
+    /// The IP relay ports bind to and SDP names, when media anchoring is on.
+    pub fn media_address(&self, advertised: SocketAddr) -> Option<IpAddr> {
+        let media = self.media.as_ref()?;
+        Some(media.address.unwrap_or(advertised.ip()))
+    }
+}
+
+fn check_media(media: &file::MediaTable) -> Result<Option<MediaSettings>, ConfigError> {
+    if !media.enabled {
+        return Ok(None);
+    }
+    let address = match &media.address {
+        None => None,
+        Some(text) => {
+            let ip: IpAddr = text.trim().parse().map_err(|_| {
+                ConfigError::invalid("media.address", format!("invalid IP address {text:?}"))
+            })?;
+            if ip.is_unspecified() {
+                return Err(ConfigError::invalid(
+                    "media.address",
+                    "must be the address peers send media to, not an unspecified address",
+                ));
+            }
+            Some(ip)
+        }
+    };
+    if let Err(error) = PortAllocator::new(media.port_min, media.port_max) {
+        return Err(ConfigError::invalid("media.port_min", error.to_string()));
+    }
+    let timeout = duration("media.inactivity_timeout", &media.inactivity_timeout)?;
+    Ok(Some(MediaSettings {
+        address,
+        port_min: media.port_min,
+        port_max: media.port_max,
+        inactivity_timeout: (!timeout.is_zero()).then_some(timeout),
+        shards: media.shards,
+        latch_any_ip: media.latch_any_ip,
+    }))
 }
 
 fn check_sip(sip: &file::SipTable) -> Result<SipSettings, ConfigError> {

@@ -3,6 +3,7 @@
 //! [`run`]; tests call the same two functions in-process on port 0.
 
 pub mod admin;
+mod calls_view;
 pub mod cli;
 pub mod config;
 pub mod metrics;
@@ -16,6 +17,8 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use tandem_core::Core;
+use tandem_media::latch::LatchPolicy;
+use tandem_relay::{Relay, RelayConfig};
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
@@ -24,8 +27,10 @@ use transport::tcp::{ConnectionContext, TcpConnections};
 
 /// Messages from TCP tasks that may wait for the core task before readers are held back.
 const INBOUND_QUEUE: usize = 4096;
-/// Admin snapshot requests that may wait.
-const SNAPSHOT_QUEUE: usize = 16;
+/// Admin requests that may wait.
+const ADMIN_QUEUE: usize = 16;
+/// Packets per recvmmsg/sendmmsg call of the media relay.
+const RELAY_BATCH: usize = 32;
 /// Tries to find a port free for both UDP and TCP when `sip.listen` has port 0.
 const PORT_ZERO_TRIES: usize = 16;
 
@@ -106,12 +111,33 @@ pub async fn run(
         .context("admin socket has no local address")?;
     let advertised = config.advertised(sip_addr);
     let core = Core::new(config.core_config(advertised), now());
+    let (media_events_tx, media_events) = mpsc::unbounded_channel();
+    let relay = match (&config.media, config.media_address(advertised)) {
+        (Some(media), Some(address)) => {
+            let relay_config = RelayConfig {
+                address,
+                shards: media.shards,
+                caller_latch: LatchPolicy {
+                    accept_any_ip: media.latch_any_ip,
+                    ..LatchPolicy::default()
+                },
+                server_latch: LatchPolicy::default(),
+                inactivity_timeout: media.inactivity_timeout,
+                batch: RELAY_BATCH,
+            };
+            let sink = move |event| {
+                let _ = media_events_tx.send(event);
+            };
+            Some(Relay::start(relay_config, sink).context("cannot start the media relay")?)
+        }
+        _ => None,
+    };
 
     let (inbound_tx, inbound) = mpsc::channel(INBOUND_QUEUE);
-    let (snapshot_tx, snapshots) = mpsc::channel(SNAPSHOT_QUEUE);
+    let (admin_tx, admin_requests) = mpsc::channel(ADMIN_QUEUE);
     let ctx = ConnectionContext::new(inbound_tx, config.sip.tcp_idle_timeout);
     let mut background = JoinSet::new();
-    background.spawn(admin::serve(bound.admin, snapshot_tx));
+    background.spawn(admin::serve(bound.admin, admin_tx));
     if let Some(listener) = bound.tcp {
         background.spawn(transport::tcp::accept_loop(listener, ctx.clone()));
     }
@@ -123,6 +149,7 @@ pub async fn run(
         admin = %admin_addr,
         tcp = config.sip.tcp,
         media_servers = config.media_servers.len(),
+        media = ?config.media_address(advertised),
         "tandem running"
     );
     let task = shell::CoreTask {
@@ -130,7 +157,9 @@ pub async fn run(
         udp: bound.udp,
         tcp,
         inbound,
-        snapshots,
+        admin: admin_requests,
+        relay,
+        media_events,
     };
     task.run(shutdown, config.shutdown_grace).await;
     background.shutdown().await;

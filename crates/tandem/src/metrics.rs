@@ -2,7 +2,9 @@
 //! Prometheus text exposition format (version 0.0.4).
 
 use std::fmt::{Display, Write};
+use tandem_core::media::AnchorMetrics;
 use tandem_core::{Metrics, ServerHealth};
+use tandem_relay::RelayTotals;
 
 /// Content-Type of [`render_prometheus`]'s output.
 pub const PROMETHEUS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -22,6 +24,19 @@ pub struct Snapshot {
     pub draining: bool,
     /// What the I/O shell itself counts.
     pub shell: ShellCounters,
+    /// Media anchoring; `None` when it is off.
+    pub media: Option<MediaSnapshot>,
+}
+
+/// The media relay's and the anchoring's counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MediaSnapshot {
+    /// The data plane's totals.
+    pub relay: RelayTotals,
+    /// SDP anchoring by the core.
+    pub anchor: AnchorMetrics,
+    /// Relay port pairs (in use, free).
+    pub pairs: (usize, usize),
 }
 
 /// Counters of the I/O shell (not seen by the core).
@@ -127,6 +142,9 @@ pub fn render_prometheus(s: &Snapshot) -> String {
         "Sends that failed (ICMP errors, refused or broken connections).",
         s.shell.send_errors,
     );
+    if let Some(media) = &s.media {
+        render_media(&mut out, m, media);
+    }
     out.single(
         "tandem_draining",
         "gauge",
@@ -134,6 +152,121 @@ pub fn render_prometheus(s: &Snapshot) -> String {
         u8::from(s.draining),
     );
     out.text
+}
+
+fn render_media(out: &mut Exposition, m: &Metrics, media: &MediaSnapshot) {
+    let r = &media.relay;
+    let counters: [(&str, &str, u64); 14] = [
+        (
+            "tandem_media_packets_received_total",
+            "Datagrams read from relay ports.",
+            r.packets_received,
+        ),
+        (
+            "tandem_media_packets_relayed_total",
+            "RTP and RTCP packets relayed.",
+            r.packets_relayed,
+        ),
+        (
+            "tandem_media_bytes_relayed_total",
+            "Bytes of relayed packets.",
+            r.bytes_relayed,
+        ),
+        (
+            "tandem_media_rtcp_relayed_total",
+            "RTCP packets relayed.",
+            r.rtcp_relayed,
+        ),
+        (
+            "tandem_media_dropped_stray_total",
+            "Packets refused by a latch (not from the signalled or latched source).",
+            r.dropped_stray,
+        ),
+        (
+            "tandem_media_dropped_no_destination_total",
+            "Packets for a side with no known address (on hold).",
+            r.dropped_no_destination,
+        ),
+        (
+            "tandem_media_dropped_malformed_total",
+            "Packets that are neither RTP nor RTCP.",
+            r.dropped_malformed,
+        ),
+        (
+            "tandem_media_dropped_stale_total",
+            "Late packets from a source replaced by a switch.",
+            r.dropped_stale,
+        ),
+        (
+            "tandem_media_send_errors_total",
+            "Packets the kernel refused to send.",
+            r.send_errors,
+        ),
+        (
+            "tandem_media_inactivity_reports_total",
+            "Sides reported silent for the inactivity timeout.",
+            r.inactivity_reports,
+        ),
+        (
+            "tandem_media_timeouts_total",
+            "Calls ended because the caller's media stopped.",
+            m.media_timeouts,
+        ),
+        (
+            "tandem_media_server_silences_total",
+            "Calls whose media server went silent while the caller talked.",
+            m.server_media_silences,
+        ),
+        (
+            "tandem_media_bind_failures_total",
+            "Relay ports that could not be bound.",
+            m.media_bind_failures,
+        ),
+        (
+            "tandem_sdp_unanchored_total",
+            "SDP bodies forwarded unchanged because they could not be read.",
+            media.anchor.sdp_unanchored,
+        ),
+    ];
+    for (name, help, value) in counters {
+        out.single(name, "counter", help, value);
+    }
+    out.single(
+        "tandem_sdp_rewritten_total",
+        "counter",
+        "SDP bodies moved onto relay ports.",
+        media.anchor.sdp_rewritten,
+    );
+    out.single(
+        "tandem_media_ports_exhausted_total",
+        "counter",
+        "Offers refused because no relay port pair was free.",
+        media.anchor.ports_exhausted,
+    );
+    out.single(
+        "tandem_media_sessions",
+        "gauge",
+        "Calls with relay sockets.",
+        r.sessions,
+    );
+    out.single(
+        "tandem_media_streams",
+        "gauge",
+        "Media streams with relay sockets.",
+        r.streams,
+    );
+    out.single(
+        "tandem_media_port_pairs_in_use",
+        "gauge",
+        "Relay port pairs allocated.",
+        media.pairs.0,
+    );
+    out.single(
+        "tandem_media_port_pairs_free",
+        "gauge",
+        "Relay port pairs free.",
+        media.pairs.1,
+    );
 }
 
 #[derive(Default)]

@@ -1,10 +1,12 @@
 //! The core task: the one task that owns the [`Core`]. It reads the UDP socket itself (draining a
-//! batch of datagrams per wake-up), takes TCP messages and connection news from a channel, wakes at
-//! the core's next timer, answers admin snapshot requests, and after every input sends what the
-//! core queued and logs the events it produced.
+//! batch of datagrams per wake-up), takes TCP messages and connection news from a channel, takes
+//! the media relay's reports from another, wakes at the core's next timer, answers admin requests,
+//! and after every input sends what the core queued, hands its media commands to the relay (which
+//! never blocks) and logs the events it produced.
 
-use crate::admin::SnapshotRequest;
-use crate::metrics::{ShellCounters, Snapshot};
+use crate::admin::AdminRequest;
+use crate::calls_view;
+use crate::metrics::{MediaSnapshot, ShellCounters, Snapshot};
 use crate::now;
 use crate::transport::tcp::TcpConnections;
 use crate::transport::udp::{drain_datagrams, send_datagram, MAX_DATAGRAM};
@@ -13,6 +15,8 @@ use std::future::Future;
 use std::pin::pin;
 use std::time::Duration;
 use tandem_core::{CallEvent, Core, Peer, Transmit, Transport};
+use tandem_media::session::MediaEvent;
+use tandem_relay::Relay;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio::time::{sleep_until, Instant};
@@ -29,7 +33,11 @@ pub struct CoreTask {
     /// `None` when `sip.tcp = false`.
     pub tcp: Option<TcpConnections>,
     pub inbound: mpsc::Receiver<Inbound>,
-    pub snapshots: mpsc::Receiver<SnapshotRequest>,
+    pub admin: mpsc::Receiver<AdminRequest>,
+    /// The media data plane; `None` when media anchoring is off.
+    pub relay: Option<Relay>,
+    /// What the relay reports (latches, silent sides, bind failures).
+    pub media_events: mpsc::UnboundedReceiver<MediaEvent>,
 }
 
 /// Mutable state of a running loop besides the owned parts.
@@ -91,9 +99,14 @@ impl CoreTask {
                         self.handle_inbound(next, &mut state);
                     }
                 }
-                Some(reply) = self.snapshots.recv() => {
-                    let _ = reply.send(self.snapshot(&state));
+                Some(event) = self.media_events.recv() => {
+                    self.core.handle_media_event(now(), event);
+                    for _ in 1..INBOUND_BATCH {
+                        let Ok(next) = self.media_events.try_recv() else { break };
+                        self.core.handle_media_event(now(), next);
+                    }
                 }
+                Some(request) = self.admin.recv() => self.answer(request, &state),
             }
             self.flush(&mut state).await;
             if state.draining && self.core.active_calls() == 0 {
@@ -138,8 +151,39 @@ impl CoreTask {
                 self.core.handle_transport_error(now(), dest);
             }
         }
+        while let Some(command) = self.core.poll_media() {
+            if let Some(relay) = &self.relay {
+                relay.apply(command);
+            }
+        }
         while let Some(event) = self.core.poll_event() {
             log_event(&event);
+        }
+    }
+
+    fn answer(&self, request: AdminRequest, state: &LoopState) {
+        match request {
+            AdminRequest::Snapshot(reply) => {
+                let _ = reply.send(self.snapshot(state));
+            }
+            AdminRequest::Calls(reply) => {
+                let _ = reply.send(calls_view::calls_json(&self.core.calls_overview(now())));
+            }
+            AdminRequest::Call { call_id, reply } => {
+                let Some(call) = self.core.call_overview(now(), &call_id) else {
+                    let _ = reply.send(None);
+                    return;
+                };
+                match &self.relay {
+                    // The relay answers from its shard thread, after the commands sent before.
+                    Some(relay) => relay.query(call.key, move |stats| {
+                        let _ = reply.send(Some(calls_view::call_json(&call, stats.as_ref())));
+                    }),
+                    None => {
+                        let _ = reply.send(Some(calls_view::call_json(&call, None)));
+                    }
+                }
+            }
         }
     }
 
@@ -165,6 +209,11 @@ impl CoreTask {
             transactions: self.core.transactions(),
             servers: self.core.server_health(),
             draining: state.draining,
+            media: self.relay.as_ref().map(|relay| MediaSnapshot {
+                relay: relay.totals(),
+                anchor: self.core.media_metrics().unwrap_or_default(),
+                pairs: self.core.media_ports().unwrap_or_default(),
+            }),
             shell: ShellCounters {
                 tcp_connections,
                 ..state.counters

@@ -3,9 +3,11 @@
 #![allow(clippy::unwrap_used)]
 
 use std::net::SocketAddr;
-use tandem::admin::{self, SnapshotRequest};
-use tandem::metrics::{render_prometheus, ShellCounters, Snapshot};
+use tandem::admin::{self, AdminRequest};
+use tandem::metrics::{render_prometheus, MediaSnapshot, ShellCounters, Snapshot};
+use tandem_core::media::AnchorMetrics;
 use tandem_core::{Metrics, ServerHealth};
+use tandem_relay::RelayTotals;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
@@ -21,6 +23,9 @@ fn sample_snapshot() -> Snapshot {
             requests_received: 40,
             parse_errors: 4,
             dropped: 5,
+            media_bind_failures: 1,
+            media_timeouts: 2,
+            server_media_silences: 3,
         },
         active_calls: 3,
         transactions: 7,
@@ -39,6 +44,22 @@ fn sample_snapshot() -> Snapshot {
             },
         ],
         draining: false,
+        media: Some(MediaSnapshot {
+            relay: RelayTotals {
+                sessions: 3,
+                streams: 3,
+                packets_received: 1000,
+                packets_relayed: 990,
+                bytes_relayed: 170_280,
+                ..RelayTotals::default()
+            },
+            anchor: AnchorMetrics {
+                sdp_rewritten: 6,
+                sdp_unanchored: 0,
+                ports_exhausted: 0,
+            },
+            pairs: (6, 100),
+        }),
         shell: ShellCounters {
             tcp_connections: 6,
             tcp_framing_errors: 1,
@@ -105,16 +126,27 @@ fn prometheus_text_has_every_metric_with_help_and_type() {
 async fn start_admin() -> (SocketAddr, watch::Sender<bool>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let (requests_tx, mut requests) = mpsc::channel::<SnapshotRequest>(4);
+    let (requests_tx, mut requests) = mpsc::channel::<AdminRequest>(4);
     let (draining_tx, draining) = watch::channel(false);
     tokio::spawn(admin::serve(listener, requests_tx));
     tokio::spawn(async move {
-        while let Some(reply) = requests.recv().await {
-            let snapshot = Snapshot {
-                draining: *draining.borrow(),
-                ..sample_snapshot()
-            };
-            let _ = reply.send(snapshot);
+        while let Some(request) = requests.recv().await {
+            match request {
+                AdminRequest::Snapshot(reply) => {
+                    let snapshot = Snapshot {
+                        draining: *draining.borrow(),
+                        ..sample_snapshot()
+                    };
+                    let _ = reply.send(snapshot);
+                }
+                AdminRequest::Calls(reply) => {
+                    let _ = reply.send("[]".to_owned());
+                }
+                AdminRequest::Call { call_id, reply } => {
+                    let known = call_id == "a/b@c d";
+                    let _ = reply.send(known.then(|| format!("{{\"call_id\":{call_id:?}}}")));
+                }
+            }
         }
     });
     (addr, draining_tx)
@@ -178,10 +210,21 @@ async fn other_requests_are_refused() {
 }
 
 #[tokio::test]
+async fn calls_are_served_as_json_with_percent_decoded_call_ids() {
+    let (addr, _draining) = start_admin().await;
+    let (status, head, body) = http(addr, &get("/calls")).await;
+    assert_eq!((status, body.as_str()), (200, "[]"));
+    assert!(head.contains("Content-Type: application/json"), "{head}");
+    let (status, _, body) = http(addr, &get("/calls/a%2Fb@c%20d")).await;
+    assert_eq!((status, body.as_str()), (200, "{\"call_id\":\"a/b@c d\"}"));
+    assert_eq!(http(addr, &get("/calls/unknown")).await.0, 404);
+}
+
+#[tokio::test]
 async fn a_stopped_core_task_makes_health_unavailable() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let (requests_tx, requests) = mpsc::channel::<SnapshotRequest>(4);
+    let (requests_tx, requests) = mpsc::channel::<AdminRequest>(4);
     drop(requests);
     tokio::spawn(admin::serve(listener, requests_tx));
     let (status, _, body) = http(addr, &get("/health")).await;

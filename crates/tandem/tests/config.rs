@@ -335,3 +335,52 @@ fn a_missing_file_is_a_read_error_naming_it() {
         "{error}"
     );
 }
+
+#[test]
+fn media_anchoring_is_on_by_default_on_the_sip_ip() {
+    let config = Config::from_toml(SERVER).unwrap();
+    let media = config.media.clone().unwrap();
+    assert_eq!((media.port_min, media.port_max), (20000, 32767));
+    assert_eq!(media.inactivity_timeout, Some(Duration::from_secs(60)));
+    assert!(!media.latch_any_ip);
+    let advertised = addr("192.0.2.7:5060");
+    assert_eq!(
+        config.media_address(advertised),
+        Some("192.0.2.7".parse().unwrap())
+    );
+    let core = config.core_config(advertised).media.unwrap();
+    assert_eq!(
+        core.address,
+        "192.0.2.7".parse::<std::net::IpAddr>().unwrap()
+    );
+}
+
+#[test]
+fn media_keys_are_read_and_checked() {
+    let text = format!(
+        "[media]\naddress = \"10.1.1.1\"\nport_min = 40000\nport_max = 40099\n\
+         inactivity_timeout = \"0s\"\nshards = 3\nlatch_any_ip = true\n{SERVER}"
+    );
+    let media = Config::from_toml(&text).unwrap().media.unwrap();
+    assert_eq!(media.address, Some("10.1.1.1".parse().unwrap()));
+    assert_eq!(
+        (media.port_min, media.port_max, media.shards),
+        (40000, 40099, 3)
+    );
+    assert_eq!(media.inactivity_timeout, None, "0s turns it off");
+    assert!(media.latch_any_ip);
+
+    let off = Config::from_toml(&format!("[media]\nenabled = false\n{SERVER}")).unwrap();
+    assert_eq!(off.media, None);
+    assert!(off.core_config(addr("127.0.0.1:5060")).media.is_none());
+
+    for (table, key) in [
+        ("address = \"0.0.0.0\"", "media.address"),
+        ("address = \"nope\"", "media.address"),
+        ("port_min = 40100\nport_max = 40000", "media.port_min"),
+        ("inactivity_timeout = \"soon\"", "media.inactivity_timeout"),
+    ] {
+        let error = rejection(&format!("[media]\n{table}\n{SERVER}"));
+        assert!(error.starts_with(key), "{table}: {error}");
+    }
+}

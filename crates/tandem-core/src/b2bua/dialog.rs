@@ -1,5 +1,6 @@
 //! Requests inside a call, relayed from one leg to the other, and their responses and ACKs.
 
+use super::media::Anchored;
 use super::rewrite;
 use super::{Core, TxRole};
 use crate::call::{CallKey, CallState, InviteMapping, SentAck, Side};
@@ -59,6 +60,14 @@ impl Core {
             }
             return;
         }
+        let body = self.anchor_body(key, side, &msg);
+        if let Anchored::Exhausted = body {
+            self.respond_simple(now, tx, &msg, 503, "Service Unavailable");
+            return;
+        }
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
         if method == Method::Bye {
             call.state = CallState::Terminating;
         }
@@ -95,6 +104,7 @@ impl Core {
             ocseq,
             &branch,
             rack.as_deref(),
+            body.body(),
         );
         let dest = oleg.peer;
         tracing::debug!(call_id = %call.caller.call_id, method = method.as_str(), from_side = ?side, "relaying in-dialog request");
@@ -141,8 +151,21 @@ impl Core {
             TransportKind::Tcp | TransportKind::Tls => Transport::Tcp,
             _ => Transport::Udp,
         };
+        let body = if code < 300 {
+            self.anchor_body(key, to_side, &msg)
+        } else {
+            Anchored::Keep
+        };
         let vias = super::response_vias(&origin_request, self.layer.peer(origin));
-        let answer = rewrite::relay_response(&self.me, &msg, &origin_request, &vias, "", transport);
+        let answer = rewrite::relay_response(
+            &self.me,
+            &msg,
+            &origin_request,
+            &vias,
+            "",
+            transport,
+            body.body(),
+        );
         if code >= 200 {
             // Later 2xx retransmissions of this transaction only need our ACK again.
             self.roles.insert(
@@ -192,7 +215,7 @@ impl Core {
         };
         let cseq = msg.cseq().seq;
         let branch = self.ids.branch();
-        let Some(call) = self.calls.get_mut(&key) else {
+        let Some(call) = self.calls.get(&key) else {
             return;
         };
         let Some(mapping) = call
@@ -202,11 +225,19 @@ impl Core {
             self.metrics.dropped += 1;
             return;
         };
+        // A late offer's answer rides on the ACK.
+        let anchored = self.anchor_body(key, side, msg);
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
         if side == Side::Caller {
             call.caller_invite_tx = None;
         }
         let other = side.other();
-        let body = msg.body();
+        let body = match anchored {
+            Anchored::Replace(body) => body,
+            Anchored::Keep | Anchored::Exhausted => msg.body(),
+        };
         let content_type = msg.header(HeaderName::ContentType).map(|c| c.into_owned());
         let body_part = match (&content_type, body.is_empty()) {
             (Some(ct), false) => Some((ct.as_str(), &body[..])),

@@ -4,10 +4,14 @@
 //!   responses relayed back, failover to the next server on 503 or silence, CANCEL.
 //! * `dialog`: requests inside a call (re-INVITE, UPDATE, INFO, PRACK, BYE, unknown methods) and their
 //!   responses relayed between the legs; ACKs mapped.
+//! * `inspect`: read-only views of the calls for the admin endpoint.
+//! * `media`: SDP bodies moved onto Tandem's relay ports; the data plane's reports.
 //! * `probe`: SIP OPTIONS health probes of the media servers.
 //! * `rewrite`: how a message is rewritten when it crosses from one leg to the other.
 
 mod dialog;
+mod inspect;
+mod media;
 mod probe;
 pub mod rewrite;
 mod setup;
@@ -18,6 +22,7 @@ use crate::pool::{Pool, ServerIndex};
 use crate::transaction::{Incoming, TransactionLayer, TxEvent, TxId};
 use crate::{ConnId, CoreConfig, Peer, Transmit};
 use bytes::Bytes;
+pub use inspect::CallOverview;
 use rewrite::SelfAddress;
 use rustc_hash::FxHashMap;
 use std::cmp::Reverse;
@@ -53,6 +58,12 @@ pub struct Metrics {
     pub parse_errors: u64,
     /// Messages dropped for another reason (stray responses, loops, over capacity).
     pub dropped: u64,
+    /// Relay ports the data plane could not bind.
+    pub media_bind_failures: u64,
+    /// Calls ended because the caller's media stopped.
+    pub media_timeouts: u64,
+    /// Calls whose media server went silent while the caller was still sending.
+    pub server_media_silences: u64,
 }
 
 /// Health of one media server.
@@ -105,6 +116,8 @@ pub struct Core {
     layer: TransactionLayer,
     ids: IdGenerator,
     pool: Pool,
+    /// Media anchoring (relay port range, commands for the data plane); `None` when off.
+    media: Option<crate::media::MediaAnchor>,
     calls: FxHashMap<CallKey, Call>,
     next_call_key: CallKey,
     /// Tandem's local tag of each leg → the call and side it belongs to.
@@ -125,6 +138,11 @@ impl Core {
             layer: TransactionLayer::new(config.timers),
             ids: IdGenerator::default(),
             pool: Pool::new(&config.media_servers, config.probe, now),
+            media: config.media.and_then(|m| {
+                crate::media::MediaAnchor::new(m)
+                    .map_err(|error| tracing::error!(%error, "media anchoring off: bad port range"))
+                    .ok()
+            }),
             calls: FxHashMap::default(),
             next_call_key: 1,
             dialogs: FxHashMap::default(),
@@ -446,6 +464,7 @@ impl Core {
         if let Some(server) = c.server_index {
             self.pool.call_ended(server);
         }
+        self.release_media(call, &c.media);
         self.emit(CallEvent::CallEnded {
             call_id: c.caller.call_id,
             reason: reason.to_owned(),

@@ -51,7 +51,9 @@ impl SelfAddress {
 }
 
 /// The request `incoming` (received on one leg) rewritten for leg `to`, as request `method` with CSeq
-/// `cseq`. `rack` replaces the RAck value (PRACK) when given.
+/// `cseq`. `rack` replaces the RAck value (PRACK) when given; `body` replaces the body (an SDP
+/// anchored on Tandem's relay ports) when given.
+#[allow(clippy::too_many_arguments)]
 pub fn relay_request(
     me: &SelfAddress,
     incoming: &Message,
@@ -60,6 +62,7 @@ pub fn relay_request(
     cseq: u32,
     branch: &str,
     rack: Option<&str>,
+    body: Option<&[u8]>,
 ) -> Bytes {
     let start_line = format!("{} {} SIP/2.0", method.as_str(), to.remote_target);
     let via = me.via(to.peer.transport, branch);
@@ -84,13 +87,17 @@ pub fn relay_request(
     if let Some(rack) = rack {
         ed.set(HeaderName::RAck, rack);
     }
+    if let Some(body) = body {
+        ed.set_body(None, body);
+    }
     ed.finish()
 }
 
 /// The response `incoming` (to a request Tandem relayed) rewritten as the response to `origin`, the
 /// request Tandem received on the other leg. `local_party` is Tandem's To value on the origin leg,
 /// used when the origin request carried no To tag (a dialog-creating INVITE); `vias` is the Via set
-/// the response carries (the origin's, stamped: see `response_vias`).
+/// the response carries (the origin's, stamped: see `response_vias`); `body` replaces the body (an
+/// SDP anchored on Tandem's relay ports) when given.
 pub fn relay_response(
     me: &SelfAddress,
     incoming: &Message,
@@ -98,6 +105,7 @@ pub fn relay_response(
     vias: &str,
     local_party: &str,
     transport: Transport,
+    body: Option<&[u8]>,
 ) -> Bytes {
     let mut ed = incoming.edit();
     ed.set(HeaderName::Via, vias);
@@ -119,6 +127,9 @@ pub fn relay_response(
     copy_header(&mut ed, origin, HeaderName::CSeq);
     if incoming.header(HeaderName::Contact).is_some() {
         ed.set(HeaderName::Contact, me.contact(transport));
+    }
+    if let Some(body) = body {
+        ed.set_body(None, body);
     }
     ed.finish()
 }

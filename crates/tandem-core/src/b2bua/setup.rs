@@ -1,5 +1,6 @@
 //! Call set-up: caller INVITE → server leg → answer, with failover across the pool and CANCEL.
 
+use super::media::Anchored;
 use super::rewrite::{self, party, RouteOrder};
 use super::{CallEvent, CallTimer, Core, TxRole};
 use crate::call::{Call, CallKey, CallState, InviteMapping, Leg, Side};
@@ -67,9 +68,29 @@ impl Core {
                 failover_generation: 0,
                 tcp_for_size: false,
                 setup_deadline: None,
+                created: now,
+                media: Default::default(),
+                server_offer: None,
             },
         );
         self.roles.insert(tx, TxRole::CallerInvite { call: key });
+        let offer = self
+            .calls
+            .get(&key)
+            .map(|c| c.initial_invite.clone())
+            .map(|invite| self.anchor_body(key, Side::Caller, &invite));
+        match offer {
+            Some(Anchored::Exhausted) => {
+                self.reject_caller(now, key, 503, "Service Unavailable", "media-ports");
+                return;
+            }
+            Some(Anchored::Replace(body)) => {
+                if let Some(call) = self.calls.get_mut(&key) {
+                    call.server_offer = Some(body);
+                }
+            }
+            Some(Anchored::Keep) | None => {}
+        }
         self.try_next_server(now, key);
     }
 
@@ -123,7 +144,11 @@ impl Core {
         let old_tag = std::mem::replace(&mut call.server, leg).local_tag;
         if previous.is_some() {
             self.dialogs.remove(&old_tag);
+            self.forget_server_media(key);
         }
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
         call.server_responded = false;
         call.failover_generation += 1;
         let generation = call.failover_generation;
@@ -153,7 +178,17 @@ impl Core {
         let me = &self.me;
         let build = |call: &Call| {
             let invite = &call.initial_invite;
-            rewrite::relay_request(me, invite, &call.server, &Method::Invite, 1, &branch, None)
+            let body = call.server_offer.as_deref();
+            rewrite::relay_request(
+                me,
+                invite,
+                &call.server,
+                &Method::Invite,
+                1,
+                &branch,
+                None,
+                body,
+            )
         };
         let mut invite = build(call);
         call.tcp_for_size = false;
@@ -306,6 +341,11 @@ impl Core {
         let Some(origin) = self.layer.request(caller_tx).cloned() else {
             return;
         };
+        let body = if code < 300 {
+            self.anchor_body(key, Side::Server, &msg)
+        } else {
+            Anchored::Keep
+        };
         let Some(call) = self.calls.get(&key) else {
             return;
         };
@@ -317,6 +357,7 @@ impl Core {
             &vias,
             &call.caller.local_party,
             call.caller.peer.transport,
+            body.body(),
         );
         if code >= 200 {
             let call_id = call.caller.call_id.clone();

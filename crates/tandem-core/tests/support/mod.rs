@@ -52,6 +52,11 @@ impl Net {
             },
             server_invite_timeout: Duration::from_secs(2),
             max_calls: 100,
+            media: Some(tandem_core::media::MediaConfig {
+                address: "127.0.0.1".parse().unwrap(),
+                port_min: 30000,
+                port_max: 30999,
+            }),
         };
         let mut core = Core::new(config, now);
         core.handle_timeout(now); // the first probes go out at start

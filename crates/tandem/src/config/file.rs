@@ -15,6 +15,8 @@ pub struct ConfigFile {
     pub admin: AdminTable,
     /// `[pool]`: health probing of the media servers.
     pub pool: PoolTable,
+    /// `[media]`: RTP/RTCP anchoring on Tandem's relay ports.
+    pub media: MediaTable,
     /// `[[media_server]]`: the Asterisk servers calls are spread over, in order.
     #[serde(rename = "media_server")]
     pub media_servers: Vec<MediaServerTable>,
@@ -122,6 +124,49 @@ impl Default for PoolTable {
             probe_timeout: "500ms".into(),
             failures_to_down: 2,
             successes_to_up: 2,
+        }
+    }
+}
+
+/// `[media]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MediaTable {
+    /// Anchor every call's RTP/RTCP on Tandem's relay ports (SDP rewritten). With `false`, SDP
+    /// passes unchanged and media flows directly between caller and media server. Default true.
+    pub enabled: bool,
+    /// IP the relay ports bind to and SDP bodies name: the service address (VIP). Default: the IP
+    /// of `sip.advertised`, else of `sip.listen`.
+    pub address: Option<String>,
+    /// First port of the relay range (even). Each call uses two pairs (RTP even + RTCP odd) per
+    /// media stream, one facing each side. Keep the range clear of the kernel's ephemeral ports
+    /// (`net.ipv4.ip_local_port_range`, 32768–60999 by default) and of other RTP users on the same
+    /// address. Default 20000.
+    pub port_min: u16,
+    /// Last port of the relay range. Default 32767 (6384 pairs: 3192 audio calls).
+    pub port_max: u16,
+    /// A call whose caller sends no RTP or RTCP for this long is ended (BYE on both legs); a media
+    /// server silent for this long while the caller talks is probed at once. `"0s"` turns it off.
+    /// Sides on hold are not expected to send. Default `60s`.
+    pub inactivity_timeout: String,
+    /// Data-plane threads; 0 = one per CPU core. Default 0.
+    pub shards: usize,
+    /// Latch the caller side onto the first source from any IP, not only the IP its SDP names
+    /// (callers behind NAT that signal private addresses). Media servers are always latched on
+    /// their signalled IP only. Default false.
+    pub latch_any_ip: bool,
+}
+
+impl Default for MediaTable {
+    fn default() -> Self {
+        MediaTable {
+            enabled: true,
+            address: None,
+            port_min: 20000,
+            port_max: 32767,
+            inactivity_timeout: "60s".into(),
+            shards: 0,
+            latch_any_ip: false,
         }
     }
 }

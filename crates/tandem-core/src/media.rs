@@ -1,0 +1,478 @@
+//! Media anchoring in the signalling core: every SDP offer and answer that crosses a call is read
+//! (where the sending side wants its media) and rewritten (so that the receiving side sends its
+//! media to Tandem's relay ports). The port allocation and the per-call [`SessionPlan`] are plain
+//! call state; the data plane applies the plans it is handed through [`MediaCommand`]s.
+
+use bytes::Bytes;
+use std::net::{IpAddr, SocketAddr};
+use tandem_media::ports::{PortAllocator, PortPair, PortRangeError};
+use tandem_media::session::{EndpointPlan, MediaCommand, MediaSide, SessionPlan, StreamPlan};
+use tandem_sdp::{Direction, MediaPorts, Plan, Sdp, SdpError};
+
+/// Where relay ports live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MediaConfig {
+    /// The address relay sockets bind to and SDP bodies name (the service address / VIP).
+    pub address: IpAddr,
+    /// First port of the relay range (RTP ports are even, RTCP the odd port above).
+    pub port_min: u16,
+    /// Last port of the relay range.
+    pub port_max: u16,
+}
+
+/// Why a body could not be anchored.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AnchorError {
+    /// The body is not SDP Tandem can read.
+    #[error("unreadable SDP: {0}")]
+    Sdp(#[from] SdpError),
+    /// No relay port pair is free.
+    #[error("relay ports exhausted")]
+    PortsExhausted,
+}
+
+/// Counters of the anchoring work.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AnchorMetrics {
+    /// SDP bodies rewritten onto relay ports.
+    pub sdp_rewritten: u64,
+    /// SDP bodies forwarded unchanged because they could not be read (their media bypasses Tandem).
+    pub sdp_unanchored: u64,
+    /// Offers refused because no relay port pair was free.
+    pub ports_exhausted: u64,
+}
+
+/// The `o=` session versions Tandem sent toward one side, so that a body seen again keeps its
+/// version and a changed body gets exactly one more (RFC 3264 §8).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct VersionTrack {
+    /// The version the last body arrived with, and the version Tandem sent it on with.
+    last: Option<(u64, u64)>,
+}
+
+impl VersionTrack {
+    fn next(&mut self, incoming: u64) -> u64 {
+        let out = match self.last {
+            Some((seen, sent)) if seen == incoming => sent,
+            Some((_, sent)) => sent.wrapping_add(1),
+            None => incoming.wrapping_add(1),
+        };
+        self.last = Some((incoming, out));
+        out
+    }
+}
+
+/// The media state of one call: the streams with their relay ports on both sides and where each
+/// side wants its media, plus what each side last said about sending.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CallMedia {
+    /// One per m-line seen so far, in body order.
+    pub streams: Vec<StreamPlan>,
+    /// Whether each side's latest SDP says it sends media on the stream (index as `streams`):
+    /// `[caller, server]`. A side that does not send (hold, `recvonly`, `inactive`) is not expected
+    /// to stay audible.
+    pub sending: Vec<[bool; 2]>,
+    /// Versions Tandem sent toward the caller and toward the server.
+    pub versions: [VersionTrack; 2],
+}
+
+impl CallMedia {
+    /// Whether the latest SDP of `side` says it sends media on some stream.
+    pub fn side_sends(&self, side: MediaSide) -> bool {
+        self.sending.iter().any(|s| s[slot(side)])
+    }
+
+    /// Every relay port pair the call holds.
+    pub fn pairs(&self) -> impl Iterator<Item = PortPair> + '_ {
+        self.streams
+            .iter()
+            .flat_map(|s| [s.caller.local, s.server.local])
+    }
+
+    /// Forgets the server side's media (a new media server is being tried): its endpoints are
+    /// learned again from the new server's SDP, Tandem's ports stay.
+    pub fn forget_server(&mut self) {
+        for s in &mut self.streams {
+            s.server.remote_rtp = None;
+            s.server.remote_rtcp = None;
+            s.server.rtcp_mux = false;
+        }
+        for s in &mut self.sending {
+            s[slot(MediaSide::Server)] = false;
+        }
+    }
+}
+
+fn slot(side: MediaSide) -> usize {
+    match side {
+        MediaSide::Caller => 0,
+        MediaSide::Server => 1,
+    }
+}
+
+/// The node's relay port range and the commands waiting for the data plane.
+#[derive(Debug)]
+pub struct MediaAnchor {
+    config: MediaConfig,
+    ports: PortAllocator,
+    commands: std::collections::VecDeque<MediaCommand>,
+    metrics: AnchorMetrics,
+}
+
+impl MediaAnchor {
+    pub fn new(config: MediaConfig) -> Result<MediaAnchor, PortRangeError> {
+        Ok(MediaAnchor {
+            ports: PortAllocator::new(config.port_min, config.port_max)?,
+            config,
+            commands: std::collections::VecDeque::new(),
+            metrics: AnchorMetrics::default(),
+        })
+    }
+
+    pub fn config(&self) -> &MediaConfig {
+        &self.config
+    }
+
+    pub fn metrics(&self) -> AnchorMetrics {
+        self.metrics
+    }
+
+    /// Relay port pairs in use.
+    pub fn pairs_in_use(&self) -> usize {
+        self.ports.in_use()
+    }
+
+    /// Relay port pairs still free.
+    pub fn pairs_free(&self) -> usize {
+        self.ports.free()
+    }
+
+    pub fn poll_command(&mut self) -> Option<MediaCommand> {
+        self.commands.pop_front()
+    }
+
+    /// An SDP `body` sent by `from` is about to cross to the other side: remembers where `from`
+    /// wants its media and returns the body rewritten onto the relay ports facing the other side
+    /// (`None`: unchanged). New m-lines get port pairs on both sides.
+    pub fn anchor(
+        &mut self,
+        media: &mut CallMedia,
+        from: MediaSide,
+        body: &Bytes,
+    ) -> Result<Option<Bytes>, AnchorError> {
+        let sdp = match Sdp::parse(body) {
+            Ok(sdp) => sdp,
+            Err(error) => {
+                self.metrics.sdp_unanchored += 1;
+                return Err(error.into());
+            }
+        };
+        let sections = sdp.media().len();
+        while media.streams.len() < sections {
+            let index = u16::try_from(media.streams.len()).unwrap_or(u16::MAX);
+            let caller = self.allocate()?;
+            let server = match self.allocate() {
+                Ok(pair) => pair,
+                Err(error) => {
+                    let _ = self.ports.release(caller);
+                    return Err(error);
+                }
+            };
+            media.streams.push(StreamPlan {
+                index,
+                clock_rate: 8000,
+                caller: unsignalled(caller),
+                server: unsignalled(server),
+            });
+            media.sending.push([false, false]);
+        }
+        let to = from.other();
+        let mut plan = Plan {
+            connection: Some(self.config.address),
+            media: Vec::with_capacity(sections),
+            origin_version: None,
+        };
+        for (i, section) in sdp.media().iter().enumerate() {
+            let stream = &mut media.streams[i];
+            stream.clock_rate = clock_rate(&sdp, i);
+            let endpoint = stream.endpoint_mut(from);
+            let ip = sdp.effective_connection(i).and_then(|c| c.ip);
+            let usable = ip.filter(|ip| !ip.is_unspecified() && !section.is_rejected());
+            endpoint.rtcp_mux = section.rtcp_mux;
+            endpoint.remote_rtp = usable.map(|ip| SocketAddr::new(ip, section.port));
+            endpoint.remote_rtcp = usable.map(|ip| match (&section.rtcp, section.rtcp_mux) {
+                (_, true) => SocketAddr::new(ip, section.port),
+                (Some(rtcp), false) => {
+                    let rtcp_ip = rtcp.address.as_ref().and_then(|c| c.ip).unwrap_or(ip);
+                    SocketAddr::new(rtcp_ip, rtcp.port)
+                }
+                (None, false) => SocketAddr::new(ip, section.port.wrapping_add(1)),
+            });
+            let direction = sdp.effective_direction(i).unwrap_or(Direction::SendRecv);
+            media.sending[i][slot(from)] =
+                usable.is_some() && matches!(direction, Direction::SendRecv | Direction::SendOnly);
+            plan.media.push(Some(MediaPorts {
+                rtp: stream.endpoint(to).local.rtp(),
+                rtcp: None,
+            }));
+        }
+        plan.origin_version = Some(media.versions[slot(to)].next(sdp.origin_version()));
+        let rewritten = sdp.rewrite(&plan)?;
+        self.metrics.sdp_rewritten += 1;
+        Ok(rewritten.changed.then_some(rewritten.body))
+    }
+
+    /// Queues the call's current plan for the data plane.
+    pub fn apply(&mut self, call: u64, call_id: &str, media: &CallMedia) {
+        if media.streams.is_empty() {
+            return;
+        }
+        self.commands.push_back(MediaCommand::Apply(SessionPlan {
+            call,
+            call_id: call_id.to_owned(),
+            streams: media.streams.clone(),
+        }));
+    }
+
+    /// The call ended: its ports go back to the range and the data plane closes them.
+    pub fn release(&mut self, call: u64, media: &CallMedia) {
+        if media.streams.is_empty() {
+            return;
+        }
+        for pair in media.pairs() {
+            if let Err(error) = self.ports.release(pair) {
+                tracing::error!(%error, "relay port pair released twice");
+            }
+        }
+        self.commands.push_back(MediaCommand::Remove { call });
+    }
+
+    fn allocate(&mut self) -> Result<PortPair, AnchorError> {
+        self.ports.allocate().map_err(|_| {
+            self.metrics.ports_exhausted += 1;
+            AnchorError::PortsExhausted
+        })
+    }
+}
+
+fn unsignalled(local: PortPair) -> EndpointPlan {
+    EndpointPlan {
+        local,
+        remote_rtp: None,
+        remote_rtcp: None,
+        rtcp_mux: false,
+    }
+}
+
+/// RTP clock rate of section `i`'s first payload format: the static table of RFC 3551 or its
+/// `a=rtpmap`; 8000 when unknown (audio), 90000 for unknown video.
+fn clock_rate(sdp: &Sdp<'_>, i: usize) -> u32 {
+    let section = &sdp.media()[i];
+    let default = if section.media == b"video" {
+        90_000
+    } else {
+        8000
+    };
+    let Some(first) = section
+        .formats
+        .split(|b| *b == b' ')
+        .find(|f| !f.is_empty())
+    else {
+        return default;
+    };
+    let rtpmap = sdp.lines().iter().find_map(|line| {
+        if line.kind != b'a' || line.section != Some(i) {
+            return None;
+        }
+        let rest = line.value.strip_prefix(b"rtpmap:")?;
+        let rest = rest.strip_prefix(first)?;
+        let encoding = rest.strip_prefix(b" ")?;
+        let rate = encoding.split(|b| *b == b'/').nth(1)?;
+        std::str::from_utf8(rate).ok()?.trim().parse::<u32>().ok()
+    });
+    if let Some(rate) = rtpmap.filter(|r| *r > 0) {
+        return rate;
+    }
+    match first {
+        b"10" | b"11" => 44_100,
+        b"14" | b"25" | b"26" | b"28" | b"31" | b"32" | b"33" | b"34" => 90_000,
+        _ => default,
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn anchor() -> MediaAnchor {
+        MediaAnchor::new(MediaConfig {
+            address: "192.0.2.1".parse().unwrap(),
+            port_min: 30000,
+            port_max: 30099,
+        })
+        .unwrap()
+    }
+
+    fn offer(version: u64, ip: &str, port: u16, extra: &str) -> Bytes {
+        Bytes::from(format!(
+            "v=0\r\no=- 1 {version} IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\n\
+             m=audio {port} RTP/AVP 8 101\r\na=rtpmap:8 PCMA/8000\r\n{extra}"
+        ))
+    }
+
+    fn text(body: &Option<Bytes>) -> String {
+        String::from_utf8(body.clone().unwrap().to_vec()).unwrap()
+    }
+
+    #[test]
+    fn offer_and_answer_are_anchored_on_opposite_pairs() {
+        let mut a = anchor();
+        let mut media = CallMedia::default();
+        let out = a
+            .anchor(
+                &mut media,
+                MediaSide::Caller,
+                &offer(5, "10.0.0.1", 4000, ""),
+            )
+            .unwrap();
+        let s = media.streams[0];
+        assert_eq!(s.caller.remote_rtp, Some("10.0.0.1:4000".parse().unwrap()));
+        assert_eq!(s.caller.remote_rtcp, Some("10.0.0.1:4001".parse().unwrap()));
+        let sent = text(&out);
+        assert!(sent.contains("c=IN IP4 192.0.2.1\r\n"), "{sent}");
+        assert!(sent.contains(&format!("m=audio {} ", s.server.local.rtp())));
+        assert!(sent.contains("o=- 1 6 IN IP4"), "{sent}");
+
+        let out = a
+            .anchor(
+                &mut media,
+                MediaSide::Server,
+                &offer(9, "10.0.0.9", 9000, "a=rtcp-mux\r\n"),
+            )
+            .unwrap();
+        let s = media.streams[0];
+        assert_eq!(s.server.remote_rtcp, Some("10.0.0.9:9000".parse().unwrap()));
+        assert!(s.server.rtcp_mux);
+        assert!(text(&out).contains(&format!("m=audio {} ", s.caller.local.rtp())));
+        assert_eq!(a.pairs_in_use(), 2);
+        assert!(media.side_sends(MediaSide::Caller) && media.side_sends(MediaSide::Server));
+    }
+
+    #[test]
+    fn versions_stay_for_a_repeated_body_and_grow_by_one_on_change() {
+        let mut a = anchor();
+        let mut media = CallMedia::default();
+        let first = text(
+            &a.anchor(
+                &mut media,
+                MediaSide::Server,
+                &offer(3, "10.0.0.9", 9000, ""),
+            )
+            .unwrap(),
+        );
+        // 183 then 200 with the same SDP: same version both times.
+        let again = text(
+            &a.anchor(
+                &mut media,
+                MediaSide::Server,
+                &offer(3, "10.0.0.9", 9000, ""),
+            )
+            .unwrap(),
+        );
+        assert_eq!(first, again);
+        let changed = text(
+            &a.anchor(
+                &mut media,
+                MediaSide::Server,
+                &offer(4, "10.0.0.9", 9002, ""),
+            )
+            .unwrap(),
+        );
+        assert!(changed.contains("o=- 1 5 IN IP4"), "{changed}");
+        // A new server whose session starts at version 1: still one more than the last sent.
+        media.forget_server();
+        let new_server = text(
+            &a.anchor(
+                &mut media,
+                MediaSide::Server,
+                &offer(1, "10.0.0.7", 7000, ""),
+            )
+            .unwrap(),
+        );
+        assert!(new_server.contains("o=- 1 6 IN IP4"), "{new_server}");
+    }
+
+    #[test]
+    fn hold_is_passed_through_and_marks_the_side_silent() {
+        let mut a = anchor();
+        let mut media = CallMedia::default();
+        a.anchor(
+            &mut media,
+            MediaSide::Caller,
+            &offer(1, "10.0.0.1", 4000, ""),
+        )
+        .unwrap();
+        let hold = Bytes::from_static(
+            b"v=0\r\no=- 1 2 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 0.0.0.0\r\nt=0 0\r\nm=audio 4000 RTP/AVP 8\r\na=sendonly\r\n",
+        );
+        let out = text(&a.anchor(&mut media, MediaSide::Caller, &hold).unwrap());
+        assert!(out.contains("c=IN IP4 0.0.0.0\r\n"), "{out}");
+        assert!(out.contains("a=sendonly\r\n"));
+        assert_eq!(media.streams[0].caller.remote_rtp, None);
+        assert!(!media.side_sends(MediaSide::Caller));
+    }
+
+    #[test]
+    fn new_m_lines_get_pairs_rejected_ones_keep_port_zero() {
+        let mut a = anchor();
+        let mut media = CallMedia::default();
+        let body = Bytes::from_static(
+            b"v=0\r\no=- 1 1 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\nm=video 0 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\nm=video 5000 RTP/AVP 96\r\na=rtpmap:96 VP8/90000\r\na=x-unknown:keep me\r\n",
+        );
+        let out = text(&a.anchor(&mut media, MediaSide::Caller, &body).unwrap());
+        assert_eq!(media.streams.len(), 3);
+        assert!(out.contains("m=video 0 RTP/AVP 96\r\n"), "{out}");
+        assert!(out.contains("a=x-unknown:keep me\r\n"));
+        assert_eq!(media.streams[1].caller.remote_rtp, None);
+        assert_eq!(media.streams[2].clock_rate, 90_000);
+        a.release(7, &media);
+        assert_eq!(a.pairs_in_use(), 0);
+        assert!(matches!(
+            a.poll_command(),
+            Some(MediaCommand::Remove { call: 7 })
+        ));
+    }
+
+    #[test]
+    fn exhaustion_is_an_error_and_leaks_nothing() {
+        let mut a = MediaAnchor::new(MediaConfig {
+            address: "192.0.2.1".parse().unwrap(),
+            port_min: 30000,
+            port_max: 30005,
+        })
+        .unwrap();
+        let mut one = CallMedia::default();
+        a.anchor(&mut one, MediaSide::Caller, &offer(1, "10.0.0.1", 4000, ""))
+            .unwrap();
+        let mut two = CallMedia::default();
+        assert_eq!(
+            a.anchor(&mut two, MediaSide::Caller, &offer(1, "10.0.0.2", 4000, "")),
+            Err(AnchorError::PortsExhausted)
+        );
+        assert_eq!(a.pairs_in_use(), 2);
+        assert!(two.streams.is_empty());
+    }
+
+    #[test]
+    fn unreadable_sdp_is_an_error() {
+        let mut a = anchor();
+        let mut media = CallMedia::default();
+        let garbage = Bytes::from_static(b"this is not sdp");
+        assert!(matches!(
+            a.anchor(&mut media, MediaSide::Caller, &garbage),
+            Err(AnchorError::Sdp(_))
+        ));
+        assert_eq!(a.metrics().sdp_unanchored, 1);
+    }
+}
