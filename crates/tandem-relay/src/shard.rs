@@ -291,7 +291,6 @@ impl Shard {
         }
         let interval = (timeout / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));
         self.next_check = now + interval;
-        let mut reports = 0;
         for (&key, call) in &mut self.calls {
             for side in SIDES {
                 let i = side_index(side);
@@ -313,17 +312,14 @@ impl Shard {
                 }
                 if reported.is_none() && now.saturating_duration_since(last) >= timeout {
                     *reported = Some(now);
-                    reports += 1;
+                    self.counters.add(&RelayTotals {
+                        inactivity_reports: 1,
+                        ..RelayTotals::default()
+                    });
                     tracing::debug!(call = key, call_id = %call.call_id, side = side.as_str(), "media inactive");
                     self.sink.send(MediaEvent::Inactive { call: key, side });
                 }
             }
-        }
-        if reports > 0 {
-            self.counters.add(&RelayTotals {
-                inactivity_reports: reports,
-                ..RelayTotals::default()
-            });
         }
     }
 
