@@ -3,6 +3,9 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+/// How many counters [`RelayTotals`] has.
+const FIELDS: usize = 13;
+
 /// Counts summed over every shard since the relay started (`sessions` and `streams` are current
 /// values, the rest only grow).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -13,6 +16,8 @@ pub struct RelayTotals {
     pub streams: u64,
     /// Datagrams read from relay sockets, whatever became of them.
     pub packets_received: u64,
+    /// `recvmmsg` calls that returned packets (`packets_received / recv_batches` is the mean batch).
+    pub recv_batches: u64,
     /// Packets (RTP and RTCP) the kernel took for sending.
     pub packets_relayed: u64,
     /// Bytes of those packets.
@@ -34,11 +39,12 @@ pub struct RelayTotals {
 }
 
 impl RelayTotals {
-    fn fields(&self) -> [u64; 12] {
+    fn fields(&self) -> [u64; FIELDS] {
         [
             self.sessions,
             self.streams,
             self.packets_received,
+            self.recv_batches,
             self.packets_relayed,
             self.bytes_relayed,
             self.rtcp_relayed,
@@ -51,13 +57,14 @@ impl RelayTotals {
         ]
     }
 
-    fn from_fields(fields: [u64; 12]) -> Self {
-        let [sessions, streams, packets_received, packets_relayed, bytes_relayed, rtcp_relayed, dropped_stray, dropped_no_destination, dropped_malformed, dropped_stale, send_errors, inactivity_reports] =
+    fn from_fields(fields: [u64; FIELDS]) -> Self {
+        let [sessions, streams, packets_received, recv_batches, packets_relayed, bytes_relayed, rtcp_relayed, dropped_stray, dropped_no_destination, dropped_malformed, dropped_stale, send_errors, inactivity_reports] =
             fields;
         Self {
             sessions,
             streams,
             packets_received,
+            recv_batches,
             packets_relayed,
             bytes_relayed,
             rtcp_relayed,
@@ -83,7 +90,7 @@ impl RelayTotals {
 /// One shard's published counters.
 #[derive(Debug, Default)]
 pub(crate) struct ShardCounters {
-    fields: [AtomicU64; 12],
+    fields: [AtomicU64; FIELDS],
 }
 
 impl ShardCounters {

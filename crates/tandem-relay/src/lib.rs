@@ -35,6 +35,21 @@
 //!   inactivity report, a bind failure), never per packet.
 //!
 //! Only the `sys` module makes system calls through `unsafe` code; the rest of the crate denies it.
+//!
+//! # Packets
+//!
+//! Every datagram first passes the receiving side's latch (so NAT keep-alives latch too), then must
+//! be version-2 RTP or RTCP (RFC 5761 §4 tells them apart on an RTP port): anything else — STUN,
+//! DTLS, truncated or oversized datagrams — is dropped and counted as malformed. RTCP whose
+//! compound structure cannot be walked (SRTCP's encrypted tail) is relayed untouched. No packet
+//! content can make the relay panic; a property test feeds it arbitrary bytes.
+//!
+//! # Measured
+//!
+//! `tests/throughput.rs` (ignored by default) drives one shard over loopback: about 3.5 µs of relay
+//! thread CPU per packet on the 2-core development VM with batches of ~30, of which user space is
+//! about 2 % and the loopback delivery into the receiving test socket (charged to the sending
+//! thread, done by the NIC on a real network) about 60 %.
 
 mod counters;
 mod flow;
@@ -279,5 +294,18 @@ impl Relay {
 impl Drop for Relay {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_relay_can_be_shared_between_threads() {
+        fn shareable<T: Send + Sync>() {}
+        shareable::<Relay>();
+        shareable::<RelayTotals>();
+        shareable::<CallMediaStats>();
     }
 }

@@ -165,7 +165,10 @@ impl Shard {
                 Ok(0) => return,
                 Ok(count) => {
                     failed = false;
-                    let mut totals = RelayTotals::default();
+                    let mut totals = RelayTotals {
+                        recv_batches: 1,
+                        ..RelayTotals::default()
+                    };
                     relay_batch(stream, side, port, &mut self.io, &mut totals, &*self.sink);
                     self.counters.add(&totals);
                     if count < self.io.recv.capacity() {
