@@ -29,7 +29,7 @@ impl Side {
 }
 
 /// One dialog of a call, seen from Tandem.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Leg {
     pub call_id: String,
     /// Tandem's tag on this leg (unique: dialogs are looked up by it).
@@ -110,8 +110,9 @@ pub struct Call {
     pub server_invite_tx: Option<TxId>,
     /// Whether the current server sent anything for the INVITE (failover by timeout stops then).
     pub server_responded: bool,
-    /// The caller's initial INVITE, replayed toward the next server on failover.
-    pub initial_invite: tandem_sip::Message,
+    /// The caller's initial INVITE, replayed toward the next server on failover; `None` for a call
+    /// restored from a replica (it is past set-up).
+    pub initial_invite: Option<tandem_sip::Message>,
     /// The latest INVITE relayed across the call, for mapping its ACK.
     pub invite_mapping: Option<InviteMapping>,
     /// Last ACK Tandem sent on the server and caller legs.
@@ -127,6 +128,8 @@ pub struct Call {
     pub created: std::time::Instant,
     /// Relay ports and media endpoints of both sides.
     pub media: crate::media::CallMedia,
+    /// The standby has (or is being sent) this call: its end must be replicated too.
+    pub replicated: bool,
     /// The caller's initial offer anchored for the server leg (sent again on failover); `None`
     /// when the INVITE carries no SDP or is forwarded unchanged.
     pub server_offer: Option<Bytes>,

@@ -77,5 +77,8 @@ pub mod config;
 pub mod ids;
 pub mod pool;
 
-pub use b2bua::{CallEvent, CallOverview, Core, Metrics, ServerHealth};
+pub use b2bua::{
+    CallEvent, CallOverview, CallSnapshot, Core, Durability, Metrics, ReplicaSnapshot,
+    ReplicationChange, ServerHealth,
+};
 pub use config::{CoreConfig, MediaServerConfig, ProbeConfig};

@@ -247,6 +247,14 @@ impl MediaAnchor {
         self.commands.push_back(MediaCommand::Remove { call });
     }
 
+    /// Takes the pairs of a call restored from a replica out of the free range.
+    pub fn reserve(&mut self, media: &CallMedia) -> Result<(), tandem_media::ports::PairError> {
+        for pair in media.pairs() {
+            self.ports.reserve(pair)?;
+        }
+        Ok(())
+    }
+
     fn allocate(&mut self) -> Result<PortPair, AnchorError> {
         self.ports.allocate().map_err(|_| {
             self.metrics.ports_exhausted += 1;

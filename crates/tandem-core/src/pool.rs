@@ -73,6 +73,19 @@ impl Pool {
         self.servers.iter().position(|s| s.config.addr == addr)
     }
 
+    pub fn index_of_name(&self, name: &str) -> Option<ServerIndex> {
+        self.servers.iter().position(|s| s.config.name == name)
+    }
+
+    /// Takes a health verdict from elsewhere (the active node's, on promotion); probes go on
+    /// correcting it from here.
+    pub fn set_up(&mut self, index: ServerIndex, up: bool) {
+        let s = &mut self.servers[index];
+        s.up = up;
+        s.consecutive_successes = 0;
+        s.consecutive_failures = 0;
+    }
+
     /// The up server with the fewest active calls per unit of weight, skipping `exclude`.
     pub fn select(&mut self, exclude: &[ServerIndex]) -> Option<ServerIndex> {
         let n = self.servers.len();

@@ -142,6 +142,12 @@ pub fn render_prometheus(s: &Snapshot) -> String {
         "Sends that failed (ICMP errors, refused or broken connections).",
         s.shell.send_errors,
     );
+    out.single(
+        "tandem_replication_sync_timeouts_total",
+        "counter",
+        "Answers sent without the standby's confirmation because it took longer than the sync wait.",
+        m.replication_sync_timeouts,
+    );
     if let Some(media) = &s.media {
         render_media(&mut out, m, media);
     }

@@ -26,6 +26,7 @@ fn sample_snapshot() -> Snapshot {
             media_bind_failures: 1,
             media_timeouts: 2,
             server_media_silences: 3,
+            replication_sync_timeouts: 0,
         },
         active_calls: 3,
         transactions: 7,

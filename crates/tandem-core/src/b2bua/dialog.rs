@@ -118,6 +118,8 @@ impl Core {
                 origin: tx,
             },
         );
+        // Both legs' CSeq moved (and the media, for an offer): the standby follows.
+        self.replicate_call(now, key);
     }
 
     /// A response to a request Tandem relayed from leg `from_side`.
@@ -177,6 +179,9 @@ impl Core {
             );
         }
         self.respond(now, origin, answer);
+        if (200..300).contains(&code) && cseq.method != Method::Bye {
+            self.replicate_call(now, key);
+        }
         if code >= 200 && cseq.method == Method::Bye {
             let reason = match from_side {
                 Side::Caller => "bye-caller",
@@ -208,7 +213,7 @@ impl Core {
     }
 
     /// An ACK for a 2xx: mapped onto the other leg as the ACK of the INVITE relayed there.
-    pub(super) fn on_ack(&mut self, _now: Instant, msg: &Message) {
+    pub(super) fn on_ack(&mut self, now: Instant, msg: &Message) {
         let Some(&(key, side)) = msg.to_tag().and_then(|tag| self.dialogs.get(tag)) else {
             self.metrics.dropped += 1;
             return;
@@ -257,6 +262,11 @@ impl Core {
             payload: ack.clone(),
         });
         self.layer.send_stateless(peer, ack);
+        if msg.body().is_empty() {
+            return;
+        }
+        // A late offer's answer changed the media.
+        self.replicate_call(now, key);
     }
 
     /// A 2xx arrived again on `side`: re-send the ACK Tandem sent for it, if any.

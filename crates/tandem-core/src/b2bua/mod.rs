@@ -13,6 +13,7 @@ mod dialog;
 mod inspect;
 mod media;
 mod probe;
+mod replica;
 pub mod rewrite;
 mod setup;
 
@@ -23,6 +24,7 @@ use crate::transaction::{Incoming, TransactionLayer, TxEvent, TxId};
 use crate::{ConnId, CoreConfig, Peer, Transmit};
 use bytes::Bytes;
 pub use inspect::CallOverview;
+pub use replica::{CallSnapshot, Durability, ReplicaSnapshot, ReplicationChange};
 use rewrite::SelfAddress;
 use rustc_hash::FxHashMap;
 use std::cmp::Reverse;
@@ -64,6 +66,8 @@ pub struct Metrics {
     pub media_timeouts: u64,
     /// Calls whose media server went silent while the caller was still sending.
     pub server_media_silences: u64,
+    /// Answers that went out without the standby's confirmation because it took too long (`sync`).
+    pub replication_sync_timeouts: u64,
 }
 
 /// Health of one media server.
@@ -127,6 +131,7 @@ pub struct Core {
     /// Call timers: (when, call, generation, kind). One with an older generation than its call's is stale.
     call_timers: BinaryHeap<Reverse<(Instant, CallKey, u64, CallTimer)>>,
     events: VecDeque<CallEvent>,
+    replication: replica::Replication,
     metrics: Metrics,
     draining: bool,
 }
@@ -149,6 +154,7 @@ impl Core {
             roles: FxHashMap::default(),
             call_timers: BinaryHeap::new(),
             events: VecDeque::new(),
+            replication: replica::Replication::new(),
             metrics: Metrics::default(),
             draining: false,
             config,
@@ -228,6 +234,7 @@ impl Core {
             }
         }
         self.run_probes(now);
+        self.release_overdue_answers(now);
         self.drain_layer_events(now);
     }
 
@@ -237,6 +244,7 @@ impl Core {
             self.layer.poll_timeout(),
             failover,
             self.next_probe_deadline(),
+            self.next_parked_deadline(),
         ]
         .into_iter()
         .flatten()
@@ -451,6 +459,7 @@ impl Core {
     }
 
     fn emit(&mut self, event: CallEvent) {
+        self.replicate_health(&event);
         self.events.push_back(event);
     }
 
@@ -465,6 +474,7 @@ impl Core {
             self.pool.call_ended(server);
         }
         self.release_media(call, &c.media);
+        self.replicate_removal(&c, reason);
         self.emit(CallEvent::CallEnded {
             call_id: c.caller.call_id,
             reason: reason.to_owned(),

@@ -57,7 +57,7 @@ impl Core {
                 caller_invite_tx: Some(tx),
                 server_invite_tx: None,
                 server_responded: false,
-                initial_invite: msg,
+                initial_invite: Some(msg),
                 invite_mapping: Some(InviteMapping {
                     from_side: Side::Caller,
                     from_cseq: cseq,
@@ -71,13 +71,14 @@ impl Core {
                 created: now,
                 media: Default::default(),
                 server_offer: None,
+                replicated: false,
             },
         );
         self.roles.insert(tx, TxRole::CallerInvite { call: key });
         let offer = self
             .calls
             .get(&key)
-            .map(|c| c.initial_invite.clone())
+            .and_then(|c| c.initial_invite.clone())
             .map(|invite| self.anchor_body(key, Side::Caller, &invite));
         match offer {
             Some(Anchored::Exhausted) => {
@@ -177,9 +178,9 @@ impl Core {
         }
         let me = &self.me;
         let build = |call: &Call| {
-            let invite = &call.initial_invite;
+            let invite = call.initial_invite.as_ref()?;
             let body = call.server_offer.as_deref();
-            rewrite::relay_request(
+            Some(rewrite::relay_request(
                 me,
                 invite,
                 &call.server,
@@ -188,9 +189,11 @@ impl Core {
                 &branch,
                 None,
                 body,
-            )
+            ))
         };
-        let mut invite = build(call);
+        let Some(mut invite) = build(call) else {
+            return; // a restored call is past set-up
+        };
         call.tcp_for_size = false;
         if size_rule
             && self.config.tcp
@@ -199,7 +202,7 @@ impl Core {
         {
             call.server.peer.transport = Transport::Tcp;
             call.tcp_for_size = true;
-            invite = build(call);
+            invite = build(call).unwrap_or(invite);
         }
         let dest = call.server.peer;
         if let Some(stx) = self.send_request(now, invite, dest, TxRole::ServerInvite { call: key })
@@ -221,22 +224,22 @@ impl Core {
             addr: config.addr,
             conn: None,
         };
-        let (user, display, from_uri) = match self.calls.get(&key) {
-            Some(call) => {
-                let invite = &call.initial_invite;
-                let user = invite
-                    .request_uri()
-                    .and_then(|u| Uri::parse(u).ok())
-                    .and_then(|u| u.user);
-                let from = invite.from_hdr();
-                (
-                    user.map(str::to_owned),
-                    from.display.map(str::to_owned),
-                    from.uri.raw.to_owned(),
-                )
-            }
-            None => (None, None, String::new()),
-        };
+        let (user, display, from_uri) =
+            match self.calls.get(&key).and_then(|c| c.initial_invite.as_ref()) {
+                Some(invite) => {
+                    let user = invite
+                        .request_uri()
+                        .and_then(|u| Uri::parse(u).ok())
+                        .and_then(|u| u.user);
+                    let from = invite.from_hdr();
+                    (
+                        user.map(str::to_owned),
+                        from.display.map(str::to_owned),
+                        from.uri.raw.to_owned(),
+                    )
+                }
+                None => (None, None, String::new()),
+            };
         let transport_param = match peer.transport {
             Transport::Udp => "",
             Transport::Tcp => ";transport=tcp",
@@ -376,7 +379,13 @@ impl Core {
                 self.emit(CallEvent::CallAnswered { call_id });
             }
         }
-        self.respond(now, caller_tx, answer);
+        if (200..300).contains(&code) {
+            // `sync` durability: the caller hears the answer once the standby has the call.
+            let seq = self.replicate_call(now, key);
+            self.answer_when_replicated(now, caller_tx, answer, seq);
+        } else {
+            self.respond(now, caller_tx, answer);
+        }
         if code >= 300 {
             self.metrics.calls_failed_total += 1;
             self.end_call(key, &format!("rejected-{code}"));
@@ -433,8 +442,9 @@ impl Core {
         let Some(call) = self.calls.get_mut(&key) else {
             return;
         };
-        if let Some(caller_tx) = call.caller_invite_tx.take() {
-            let origin = call.initial_invite.clone();
+        if let (Some(caller_tx), Some(origin)) =
+            (call.caller_invite_tx.take(), call.initial_invite.clone())
+        {
             let tag = call.caller.local_tag.clone();
             let mut b = self.response_to(caller_tx, &origin, code, reason);
             b.to_tag(&tag);
@@ -497,7 +507,7 @@ impl Core {
         let origin = call.initial_invite.clone();
         let tag = call.caller.local_tag.clone();
         let server_tx = call.server_invite_tx;
-        if let Some(caller_tx) = caller_tx {
+        if let (Some(caller_tx), Some(origin)) = (caller_tx, origin) {
             let mut b = self.response_to(caller_tx, &origin, code, reason);
             b.to_tag(&tag);
             let answer = b.build();

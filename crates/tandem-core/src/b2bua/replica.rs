@@ -1,0 +1,338 @@
+//! What a standby needs to carry calls on: every answered call as plain data, an ordered stream of
+//! changes with sequence numbers, a snapshot to start from, the restore that turns a mirror into
+//! live calls on promotion, and the `sync` durability gate that holds a call's 2xx until the
+//! standby has it.
+
+use super::{CallEvent, Core};
+use crate::call::{Call, CallKey, CallState, Leg, Side};
+use crate::media::CallMedia;
+use crate::transaction::TxId;
+use bytes::Bytes;
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+use tandem_media::session::MediaCommand;
+
+/// An answered call, as the standby mirrors it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallSnapshot {
+    pub key: CallKey,
+    pub state: CallState,
+    pub caller: Leg,
+    pub server: Leg,
+    /// The media server's configured name.
+    pub server_name: Option<String>,
+    pub media: CallMedia,
+    /// Time since the caller's INVITE, when the snapshot was taken.
+    pub age: Duration,
+}
+
+/// One change of replicated state, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReplicationChange {
+    /// An answered call was created or changed; the record replaces the standby's copy.
+    Call(Box<CallSnapshot>),
+    /// A replicated call ended.
+    CallRemoved { key: CallKey, reason: String },
+    /// A media server changed health.
+    ServerHealth { name: String, up: bool },
+}
+
+/// The whole replicated state at sequence number `seq`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReplicaSnapshot {
+    /// The last change included (the stream continues at `seq + 1`).
+    pub seq: u64,
+    pub calls: Vec<CallSnapshot>,
+    pub servers: Vec<(String, bool)>,
+    /// The next call key the node would assign.
+    pub next_call_key: CallKey,
+}
+
+/// How a call's answer waits for the standby.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// No standby: nothing is recorded.
+    Off,
+    /// Changes stream to the standby; answers never wait.
+    Async,
+    /// An INVITE's 2xx reaches the caller only once the standby acknowledged the answered call, or
+    /// after `wait` (then the answer goes on and the wait is counted as a sync timeout).
+    Sync { wait: Duration },
+}
+
+/// A 2xx held until the standby has its call.
+#[derive(Debug)]
+struct ParkedAnswer {
+    seq: u64,
+    tx: TxId,
+    answer: Bytes,
+    deadline: Instant,
+}
+
+/// Replication bookkeeping of a node.
+#[derive(Debug)]
+pub(super) struct Replication {
+    durability: Durability,
+    last_seq: u64,
+    acked: u64,
+    changes: VecDeque<(u64, ReplicationChange)>,
+    parked: VecDeque<ParkedAnswer>,
+}
+
+impl Replication {
+    pub(super) fn new() -> Replication {
+        Replication {
+            durability: Durability::Off,
+            last_seq: 0,
+            acked: 0,
+            changes: VecDeque::new(),
+            parked: VecDeque::new(),
+        }
+    }
+
+    fn push(&mut self, change: ReplicationChange) -> u64 {
+        self.last_seq += 1;
+        self.changes.push_back((self.last_seq, change));
+        self.last_seq
+    }
+}
+
+impl Core {
+    /// Sets how answers wait for the standby (the HA layer calls it as the standby comes and goes).
+    /// Leaving `Sync` releases every held answer at once.
+    pub fn set_durability(&mut self, now: Instant, durability: Durability) {
+        self.replication.durability = durability;
+        if !matches!(durability, Durability::Sync { .. }) {
+            while let Some(parked) = self.replication.parked.pop_front() {
+                self.respond(now, parked.tx, parked.answer);
+            }
+        }
+    }
+
+    pub fn durability(&self) -> Durability {
+        self.replication.durability
+    }
+
+    /// The next change for the standby, with its sequence number (consecutive from 1).
+    pub fn poll_replication(&mut self) -> Option<(u64, ReplicationChange)> {
+        self.replication.changes.pop_front()
+    }
+
+    /// The standby applied every change up to `seq`: held answers up to it go out.
+    pub fn handle_replication_ack(&mut self, now: Instant, seq: u64) {
+        self.replication.acked = self.replication.acked.max(seq);
+        while let Some(front) = self.replication.parked.front() {
+            if front.seq > self.replication.acked {
+                break;
+            }
+            if let Some(parked) = self.replication.parked.pop_front() {
+                self.respond(now, parked.tx, parked.answer);
+            }
+        }
+    }
+
+    /// Everything replicated, as of the last change handed out by [`Core::poll_replication`].
+    pub fn replication_snapshot(&self, now: Instant) -> ReplicaSnapshot {
+        let pending = self.replication.changes.len() as u64;
+        ReplicaSnapshot {
+            seq: self.replication.last_seq.saturating_sub(pending),
+            calls: self
+                .calls
+                .values()
+                .filter(|c| c.replicated)
+                .map(|c| self.call_snapshot(now, c))
+                .collect(),
+            servers: self
+                .pool
+                .servers()
+                .iter()
+                .map(|s| (s.config.name.clone(), s.up))
+                .collect(),
+            next_call_key: self.next_call_key,
+        }
+    }
+
+    /// Promotion: the mirror's calls become live calls of this node. Their relay ports are reserved
+    /// and handed to the data plane, their dialogs answer in-dialog requests, BYEs and re-INVITEs.
+    /// Calls whose key is already live are skipped. Returns how many calls were restored.
+    pub fn restore(&mut self, now: Instant, snapshot: ReplicaSnapshot) -> usize {
+        let mut restored = 0;
+        self.next_call_key = self.next_call_key.max(snapshot.next_call_key);
+        self.replication.last_seq = self.replication.last_seq.max(snapshot.seq);
+        for (name, up) in &snapshot.servers {
+            if let Some(index) = self.pool.index_of_name(name) {
+                self.pool.set_up(index, *up);
+            }
+        }
+        for record in snapshot.calls {
+            if self.calls.contains_key(&record.key) {
+                continue;
+            }
+            let key = record.key;
+            self.next_call_key = self.next_call_key.max(key + 1);
+            let server_index = record
+                .server_name
+                .as_deref()
+                .and_then(|name| self.pool.index_of_name(name));
+            if let Some(server) = server_index {
+                self.pool.call_started(server);
+            }
+            if let Some(anchor) = self.media.as_mut() {
+                if let Err(error) = anchor.reserve(&record.media) {
+                    tracing::error!(call_id = %record.caller.call_id, %error, "restored call's relay ports are taken");
+                }
+                anchor.apply(key, &record.caller.call_id, &record.media);
+            }
+            self.dialogs
+                .insert(record.caller.local_tag.clone(), (key, Side::Caller));
+            self.dialogs
+                .insert(record.server.local_tag.clone(), (key, Side::Server));
+            self.calls.insert(
+                key,
+                Call {
+                    key,
+                    state: record.state,
+                    caller: record.caller,
+                    server: record.server,
+                    server_index,
+                    tried: server_index.into_iter().collect(),
+                    caller_invite_tx: None,
+                    server_invite_tx: None,
+                    server_responded: true,
+                    initial_invite: None,
+                    invite_mapping: None,
+                    server_ack: None,
+                    caller_ack: None,
+                    failover_generation: 0,
+                    tcp_for_size: false,
+                    setup_deadline: None,
+                    created: now.checked_sub(record.age).unwrap_or(now),
+                    media: record.media,
+                    server_offer: None,
+                    replicated: true,
+                },
+            );
+            restored += 1;
+        }
+        restored
+    }
+
+    /// Records call `key` for the standby if it is answered (set-up attempts are not replicated:
+    /// their transactions die with the node anyway). Returns the change's sequence number.
+    pub(super) fn replicate_call(&mut self, now: Instant, key: CallKey) -> Option<u64> {
+        if self.replication.durability == Durability::Off {
+            return None;
+        }
+        let call = self.calls.get(&key)?;
+        if !matches!(call.state, CallState::Confirmed | CallState::Terminating) {
+            return None;
+        }
+        let snapshot = self.call_snapshot(now, call);
+        if let Some(call) = self.calls.get_mut(&key) {
+            call.replicated = true;
+        }
+        Some(
+            self.replication
+                .push(ReplicationChange::Call(Box::new(snapshot))),
+        )
+    }
+
+    /// A replicated call ended.
+    pub(super) fn replicate_removal(&mut self, call: &Call, reason: &str) {
+        if call.replicated && self.replication.durability != Durability::Off {
+            self.replication.push(ReplicationChange::CallRemoved {
+                key: call.key,
+                reason: reason.to_owned(),
+            });
+        }
+    }
+
+    pub(super) fn replicate_health(&mut self, event: &CallEvent) {
+        if let (CallEvent::ServerHealthChanged { server, up }, true) =
+            (event, self.replication.durability != Durability::Off)
+        {
+            self.replication.push(ReplicationChange::ServerHealth {
+                name: server.clone(),
+                up: *up,
+            });
+        }
+    }
+
+    /// Sends `answer` (a 2xx on the caller's INVITE transaction `tx`) now, or holds it until the
+    /// standby acknowledged change `seq` when durability is `sync`.
+    pub(super) fn answer_when_replicated(
+        &mut self,
+        now: Instant,
+        tx: TxId,
+        answer: Bytes,
+        seq: Option<u64>,
+    ) {
+        match (self.replication.durability, seq) {
+            (Durability::Sync { wait }, Some(seq)) if seq > self.replication.acked => {
+                self.replication.parked.push_back(ParkedAnswer {
+                    seq,
+                    tx,
+                    answer,
+                    deadline: now + wait,
+                });
+            }
+            _ => self.respond(now, tx, answer),
+        }
+    }
+
+    /// Held answers whose wait ran out go on; each counts as a sync timeout (an alarm: the standby
+    /// may miss the call).
+    pub(super) fn release_overdue_answers(&mut self, now: Instant) {
+        while let Some(front) = self.replication.parked.front() {
+            if front.deadline > now {
+                break;
+            }
+            if let Some(parked) = self.replication.parked.pop_front() {
+                self.metrics.replication_sync_timeouts += 1;
+                tracing::warn!(
+                    seq = parked.seq,
+                    "standby did not confirm an answered call in time; answering anyway"
+                );
+                self.respond(now, parked.tx, parked.answer);
+            }
+        }
+    }
+
+    pub(super) fn next_parked_deadline(&self) -> Option<Instant> {
+        self.replication.parked.front().map(|p| p.deadline)
+    }
+
+    /// Answers held for the standby right now.
+    pub fn answers_waiting_for_standby(&self) -> usize {
+        self.replication.parked.len()
+    }
+
+    fn call_snapshot(&self, now: Instant, c: &Call) -> CallSnapshot {
+        CallSnapshot {
+            key: c.key,
+            state: c.state,
+            caller: c.caller.clone(),
+            server: c.server.clone(),
+            server_name: c
+                .server_index
+                .map(|s| self.pool.server(s).config.name.clone()),
+            media: c.media.clone(),
+            age: now.saturating_duration_since(c.created),
+        }
+    }
+
+    /// The media plan of every call (a new data plane after promotion, or a restarted one).
+    pub fn media_plans(&self) -> Vec<MediaCommand> {
+        self.calls
+            .values()
+            .filter(|c| !c.media.streams.is_empty())
+            .map(|c| {
+                MediaCommand::Apply(tandem_media::session::SessionPlan {
+                    call: c.key,
+                    call_id: c.caller.call_id.clone(),
+                    streams: c.media.streams.clone(),
+                })
+            })
+            .collect()
+    }
+}
