@@ -61,7 +61,9 @@ fn step_clock(origin: Instant, now: Instant, time: u8) -> Instant {
     if time & 0x80 == 0 {
         now + step
     } else {
-        now.checked_sub(step).unwrap_or(origin).max(origin - Duration::from_secs(3600))
+        now.checked_sub(step)
+            .unwrap_or(origin)
+            .max(origin - Duration::from_secs(3600))
     }
 }
 
@@ -71,7 +73,9 @@ fn header_round_trip(packet: &[u8]) {
         return;
     };
     let mut copy = packet.to_vec();
-    fields.write(&mut copy).expect("a readable header is writable");
+    fields
+        .write(&mut copy)
+        .expect("a readable header is writable");
     assert_eq!(copy, packet);
 }
 
@@ -79,7 +83,11 @@ fn header_round_trip(packet: &[u8]) {
 fn rewrite_rtcp(packet: &mut [u8], map: impl FnMut(u32) -> Option<u32>) {
     let before = packet.to_vec();
     if rewrite_rtcp_ssrcs(packet, map).is_err() {
-        assert_eq!(packet, &before[..], "a rejected RTCP packet is left untouched");
+        assert_eq!(
+            packet,
+            &before[..],
+            "a rejected RTCP packet is left untouched"
+        );
     }
 }
 

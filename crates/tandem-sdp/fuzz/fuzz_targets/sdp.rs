@@ -22,8 +22,16 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(out.body, body, "an unchanged rewrite returns the input");
     }
     let again = Sdp::parse(&out.body).expect("a rewritten body parses again");
-    assert_eq!(again.media().len(), sdp.media().len(), "same media sections");
-    assert_eq!(again.origin_version(), out.version, "reported version is in the body");
+    assert_eq!(
+        again.media().len(),
+        sdp.media().len(),
+        "same media sections"
+    );
+    assert_eq!(
+        again.origin_version(),
+        out.version,
+        "reported version is in the body"
+    );
     for ((before, after), ports) in sdp.media().iter().zip(again.media()).zip(&plan.media) {
         let expected = match ports {
             Some(ports) if !before.is_rejected() => ports.rtp,
