@@ -11,15 +11,36 @@
 //!
 //! Everything here is sans-IO: time comes in as [`Instant`], packets as byte slices edited in place,
 //! and no packet allocates. [`rewrite_rtcp_ssrcs`] keeps the RTCP of the same stream consistent with the
-//! SSRC the other side knows (RFC 3550 §6.4).
+//! SSRC the other side knows (RFC 3550 §6.4); what it takes from `rtcp-types` and what it does itself
+//! is told in its own module.
+//!
+//! # RTP headers through `rtp-types`
+//!
+//! The fixed header is read with [`rtp_types::RtpPacket`] and edited in place with
+//! [`rtp_types::RtpPacketMut`] (`set_ssrc`, `set_sequence_number`, `set_timestamp`,
+//! `set_marker_bit`): no copy of the packet, no allocation. Its `parse` also checks what follows the
+//! fixed header — that the CSRC list, the header extension and the padding announced by the CC, X and
+//! P bits fit in the packet. Continuity touches none of those, and the relay forwards such a packet
+//! as it always did (only a packet shorter than 12 bytes or not of version 2 is refused, which is
+//! all [`RtpError`] can say). So when `rtp-types` rejects a packet for what follows its fixed header
+//! alone, the 12 header bytes are copied with CC, X and P cleared, that bare header goes through
+//! `rtp-types` the same way, and its bytes 1–11 (marker, payload type, sequence number, timestamp,
+//! SSRC) are copied back; byte 0 and everything after byte 11 stay untouched.
 
 use std::time::{Duration, Instant};
 
-/// Length of the fixed RTP header (RFC 3550 §5.1).
-pub const RTP_FIXED_HEADER_LEN: usize = 12;
+use rtp_types::{RtpPacket, RtpPacketMut, RtpParseError};
 
-/// The only RTP/RTCP version in use (RFC 3550 §5.1).
-const RTP_VERSION: u8 = 2;
+mod rtcp;
+
+pub use rtcp::{rewrite_rtcp_ssrcs, RtcpError};
+
+/// Length of the fixed RTP header (RFC 3550 §5.1).
+pub const RTP_FIXED_HEADER_LEN: usize = RtpPacket::MIN_RTP_PACKET_LEN;
+
+/// Bits of the first header byte that announce what follows the fixed header: padding (P),
+/// extension (X) and the CSRC count (CC).
+const BEYOND_FIXED_HEADER_BITS: u8 = 0x3f;
 
 /// Why an RTP packet could not be read or rewritten.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -54,39 +75,85 @@ pub struct RtpHeaderFields {
 impl RtpHeaderFields {
     /// Reads the fields from the fixed header of `packet`.
     pub fn read(packet: &[u8]) -> Result<Self, RtpError> {
-        let header = fixed_header(packet)?;
-        Ok(Self {
-            ssrc: u32::from_be_bytes([header[8], header[9], header[10], header[11]]),
-            sequence: u16::from_be_bytes([header[2], header[3]]),
-            timestamp: u32::from_be_bytes([header[4], header[5], header[6], header[7]]),
-            marker: header[1] & 0x80 != 0,
-        })
+        match RtpPacket::parse(packet) {
+            Ok(rtp) => Ok(Self::of(&rtp)),
+            Err(error) => {
+                let header = bare_fixed_header(packet, error)?;
+                let rtp = RtpPacket::parse(&header).map_err(|error| rtp_error(packet, error))?;
+                Ok(Self::of(&rtp))
+            }
+        }
     }
 
     /// Writes the fields into the fixed header of `packet`, leaving every other bit untouched.
     pub fn write(&self, packet: &mut [u8]) -> Result<(), RtpError> {
-        fixed_header(packet)?;
-        let Some(header) = packet.first_chunk_mut::<RTP_FIXED_HEADER_LEN>() else {
-            return Err(RtpError::TooShort { len: packet.len() });
-        };
-        header[1] = (header[1] & 0x7f) | if self.marker { 0x80 } else { 0 };
-        header[2..4].copy_from_slice(&self.sequence.to_be_bytes());
-        header[4..8].copy_from_slice(&self.timestamp.to_be_bytes());
-        header[8..12].copy_from_slice(&self.ssrc.to_be_bytes());
-        Ok(())
+        edit_fixed_header(packet, |rtp| self.store(rtp))
+    }
+
+    fn of(rtp: &RtpPacket<'_>) -> Self {
+        Self {
+            ssrc: rtp.ssrc(),
+            sequence: rtp.sequence_number(),
+            timestamp: rtp.timestamp(),
+            marker: rtp.marker_bit(),
+        }
+    }
+
+    fn store(&self, rtp: &mut RtpPacketMut<'_>) {
+        rtp.set_ssrc(self.ssrc);
+        rtp.set_sequence_number(self.sequence);
+        rtp.set_timestamp(self.timestamp);
+        rtp.set_marker_bit(self.marker);
     }
 }
 
-/// The fixed header of `packet`, once its length and version are checked.
-fn fixed_header(packet: &[u8]) -> Result<&[u8; RTP_FIXED_HEADER_LEN], RtpError> {
-    let header = packet
-        .first_chunk::<RTP_FIXED_HEADER_LEN>()
-        .ok_or(RtpError::TooShort { len: packet.len() })?;
-    let version = header[0] >> 6;
-    if version != RTP_VERSION {
-        return Err(RtpError::UnsupportedVersion { version });
+/// Runs `edit` on `packet` through `rtp-types`, in place; a packet refused only for what follows its
+/// fixed header is edited through its bare fixed header (see the module doc). A packet with an
+/// unusable fixed header comes back untouched with the error.
+fn edit_fixed_header<R>(
+    packet: &mut [u8],
+    edit: impl FnOnce(&mut RtpPacketMut<'_>) -> R,
+) -> Result<R, RtpError> {
+    let error = match RtpPacketMut::parse(packet) {
+        Ok(mut rtp) => return Ok(edit(&mut rtp)),
+        Err(error) => error,
+    };
+    let mut header = bare_fixed_header(packet, error)?;
+    let mut rtp = RtpPacketMut::parse(&mut header).map_err(|error| rtp_error(packet, error))?;
+    let outcome = edit(&mut rtp);
+    if let (Some(target), Some(edited)) = (packet.get_mut(1..RTP_FIXED_HEADER_LEN), header.get(1..))
+    {
+        target.copy_from_slice(edited);
     }
-    Ok(header)
+    Ok(outcome)
+}
+
+/// The fixed header of a packet that `rtp-types` refused with `error`, with the P, X and CC bits
+/// cleared, when the refusal concerns only what follows the fixed header; otherwise the error.
+fn bare_fixed_header(
+    packet: &[u8],
+    error: RtpParseError,
+) -> Result<[u8; RTP_FIXED_HEADER_LEN], RtpError> {
+    match error {
+        RtpParseError::UnsupportedVersion(_) => Err(rtp_error(packet, error)),
+        RtpParseError::Truncated { .. } | RtpParseError::PaddingInvalid(_) => {
+            let mut header = *packet
+                .first_chunk::<RTP_FIXED_HEADER_LEN>()
+                .ok_or(RtpError::TooShort { len: packet.len() })?;
+            header[0] &= !BEYOND_FIXED_HEADER_BITS;
+            Ok(header)
+        }
+    }
+}
+
+/// [`RtpError`] for a fixed header that `rtp-types` refused.
+fn rtp_error(packet: &[u8], error: RtpParseError) -> RtpError {
+    match error {
+        RtpParseError::UnsupportedVersion(version) => RtpError::UnsupportedVersion { version },
+        RtpParseError::Truncated { .. } | RtpParseError::PaddingInvalid(_) => {
+            RtpError::TooShort { len: packet.len() }
+        }
+    }
 }
 
 /// How an outbound stream follows its inbound source.
@@ -255,12 +322,14 @@ impl OutboundStream {
     /// Rewrites the fixed header of an RTP packet in place. Packets shorter than 12 bytes or not of
     /// version 2 are rejected and left untouched; a [`Rewrite::Stale`] packet is left untouched too.
     pub fn rewrite_packet(&mut self, now: Instant, packet: &mut [u8]) -> Result<Rewrite, RtpError> {
-        let mut fields = RtpHeaderFields::read(packet)?;
-        let outcome = self.rewrite(now, &mut fields);
-        if outcome.forward() {
-            fields.write(packet)?;
-        }
-        Ok(outcome)
+        edit_fixed_header(packet, |rtp| {
+            let mut fields = RtpHeaderFields::of(rtp);
+            let outcome = self.rewrite(now, &mut fields);
+            if outcome.forward() {
+                fields.store(rtp);
+            }
+            outcome
+        })
     }
 
     /// Maps the header fields of one inbound packet onto the outbound stream.
@@ -382,221 +451,4 @@ enum SequenceStep {
 fn clock_ticks(elapsed: Duration, clock_rate: u32) -> u32 {
     let ticks = elapsed.as_nanos() * u128::from(clock_rate) / 1_000_000_000;
     (ticks % (1u128 << 32)) as u32
-}
-
-/// Why an RTCP compound packet could not be rewritten.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum RtcpError {
-    /// The compound packet holds no RTCP packet at all.
-    #[error("empty RTCP packet")]
-    Empty,
-    /// Fewer than 4 bytes are left where an RTCP header should start.
-    #[error("truncated RTCP header at byte {offset}")]
-    TruncatedHeader {
-        /// Offset of the header in the compound packet.
-        offset: usize,
-    },
-    /// The version field is not 2.
-    #[error("RTCP version {version} at byte {offset} is not supported")]
-    UnsupportedVersion {
-        /// Offset of the header in the compound packet.
-        offset: usize,
-        /// The version found.
-        version: u8,
-    },
-    /// The length field runs past the end of the compound packet.
-    #[error("RTCP packet at byte {offset} claims {claimed} bytes but only {available} remain")]
-    LengthOverrun {
-        /// Offset of the header in the compound packet.
-        offset: usize,
-        /// Length the header claims, in bytes.
-        claimed: usize,
-        /// Bytes left in the compound packet.
-        available: usize,
-    },
-    /// The body (report blocks, SSRC list, SDES chunks) does not fit in the packet's length.
-    #[error("RTCP packet type {packet_type} at byte {offset} has a body longer than its length")]
-    BodyOverrun {
-        /// Offset of the header in the compound packet.
-        offset: usize,
-        /// The RTCP packet type.
-        packet_type: u8,
-    },
-}
-
-const RTCP_SR: u8 = 200;
-const RTCP_RR: u8 = 201;
-const RTCP_SDES: u8 = 202;
-const RTCP_BYE: u8 = 203;
-const RTCP_APP: u8 = 204;
-const RTCP_RTPFB: u8 = 205;
-const RTCP_PSFB: u8 = 206;
-/// Sender info of an SR: NTP timestamp, RTP timestamp, packet and octet counts.
-const SENDER_INFO_LEN: usize = 20;
-const REPORT_BLOCK_LEN: usize = 24;
-
-/// Rewrites, in place, the SSRC fields of an RTCP compound packet (RFC 3550 §6.4): the sender SSRC and
-/// report-block SSRCs of SR and RR, SDES chunk SSRCs, BYE SSRCs, the APP SSRC and both SSRCs of RTPFB and
-/// PSFB feedback (RFC 4585). Each field for which `map` returns `Some(new)` becomes `new`; other packet
-/// types are length-checked and left alone. The whole compound packet is validated before the first
-/// byte changes, so a malformed packet comes back untouched. Returns how many fields changed.
-pub fn rewrite_rtcp_ssrcs(
-    packet: &mut [u8],
-    mut map: impl FnMut(u32) -> Option<u32>,
-) -> Result<usize, RtcpError> {
-    visit_ssrc_fields(packet, &mut |_| {})?;
-    let mut changed = 0;
-    visit_ssrc_fields(packet, &mut |field| {
-        let old = u32::from_be_bytes(*field);
-        if let Some(new) = map(old) {
-            if new != old {
-                *field = new.to_be_bytes();
-                changed += 1;
-            }
-        }
-    })?;
-    Ok(changed)
-}
-
-/// Walks the compound packet, checking every length, and hands each SSRC field to `visit`.
-fn visit_ssrc_fields(
-    packet: &mut [u8],
-    visit: &mut dyn FnMut(&mut [u8; 4]),
-) -> Result<(), RtcpError> {
-    if packet.is_empty() {
-        return Err(RtcpError::Empty);
-    }
-    let mut offset = 0;
-    while offset < packet.len() {
-        let available = packet.len() - offset;
-        let Some(header) = packet[offset..].first_chunk::<4>() else {
-            return Err(RtcpError::TruncatedHeader { offset });
-        };
-        let version = header[0] >> 6;
-        if version != RTP_VERSION {
-            return Err(RtcpError::UnsupportedVersion { offset, version });
-        }
-        let count = usize::from(header[0] & 0x1f);
-        let packet_type = header[1];
-        let claimed = (usize::from(u16::from_be_bytes([header[2], header[3]])) + 1) * 4;
-        if claimed > available {
-            return Err(RtcpError::LengthOverrun {
-                offset,
-                claimed,
-                available,
-            });
-        }
-        let body = &mut packet[offset..offset + claimed];
-        let fields =
-            ssrc_field_offsets(body, packet_type, count).ok_or(RtcpError::BodyOverrun {
-                offset,
-                packet_type,
-            })?;
-        for &at in fields.as_slice() {
-            if let Some(field) = body.get_mut(at..).and_then(|rest| rest.first_chunk_mut()) {
-                visit(field);
-            }
-        }
-        offset += claimed;
-    }
-    Ok(())
-}
-
-/// Offsets of the SSRC fields of one RTCP packet, without allocating: at most a sender SSRC and 31
-/// report blocks, 31 BYE sources or 31 SDES chunks (the count field has 5 bits).
-#[derive(Debug, Clone, Copy)]
-struct SsrcOffsets {
-    offsets: [usize; 32],
-    len: usize,
-}
-
-impl SsrcOffsets {
-    const NONE: Self = Self {
-        offsets: [0; 32],
-        len: 0,
-    };
-
-    fn push(&mut self, offset: usize) {
-        if let Some(slot) = self.offsets.get_mut(self.len) {
-            *slot = offset;
-            self.len += 1;
-        }
-    }
-
-    fn as_slice(&self) -> &[usize] {
-        &self.offsets[..self.len]
-    }
-
-    /// `count` fields, `stride` bytes apart, starting at `first`.
-    fn strided(first: usize, stride: usize, count: usize) -> Self {
-        let mut fields = Self::NONE;
-        (0..count).for_each(|i| fields.push(first + i * stride));
-        fields
-    }
-
-    /// The sender SSRC (offset 4) and the SSRC opening each of `count` report blocks from `blocks`.
-    fn sender_and_reports(blocks: usize, count: usize) -> Self {
-        let mut fields = Self::strided(blocks, REPORT_BLOCK_LEN, count);
-        fields.offsets.copy_within(0..count, 1);
-        fields.offsets[0] = 4;
-        fields.len = count + 1;
-        fields
-    }
-}
-
-/// The SSRC fields of one RTCP packet (`body` is exactly that packet), or `None` if its body does not
-/// fit in its length.
-fn ssrc_field_offsets(body: &[u8], packet_type: u8, count: usize) -> Option<SsrcOffsets> {
-    let fits = |end: usize| (end <= body.len()).then_some(());
-    match packet_type {
-        RTCP_SR => {
-            let blocks = 8 + SENDER_INFO_LEN;
-            fits(blocks + count * REPORT_BLOCK_LEN)?;
-            Some(SsrcOffsets::sender_and_reports(blocks, count))
-        }
-        RTCP_RR => {
-            fits(8 + count * REPORT_BLOCK_LEN)?;
-            Some(SsrcOffsets::sender_and_reports(8, count))
-        }
-        RTCP_BYE => {
-            fits(4 + 4 * count)?;
-            Some(SsrcOffsets::strided(4, 4, count))
-        }
-        RTCP_APP => {
-            fits(12)?;
-            Some(SsrcOffsets::strided(4, 0, 1))
-        }
-        RTCP_RTPFB | RTCP_PSFB => {
-            fits(12)?;
-            Some(SsrcOffsets::strided(4, 4, 2))
-        }
-        RTCP_SDES => sdes_chunk_offsets(body, count),
-        _ => Some(SsrcOffsets::NONE),
-    }
-}
-
-/// Walks SDES chunks: an SSRC, items (type, length, text) ended by a null type, padded to 32 bits.
-fn sdes_chunk_offsets(body: &[u8], count: usize) -> Option<SsrcOffsets> {
-    let mut fields = SsrcOffsets::NONE;
-    let mut at = 4;
-    for _ in 0..count {
-        if at + 4 > body.len() {
-            return None;
-        }
-        fields.push(at);
-        at += 4;
-        loop {
-            match *body.get(at)? {
-                0 => {
-                    at = (at + 1).next_multiple_of(4);
-                    break;
-                }
-                _ => at += 2 + usize::from(*body.get(at + 1)?),
-            }
-        }
-        if at > body.len() {
-            return None;
-        }
-    }
-    Some(fields)
 }
