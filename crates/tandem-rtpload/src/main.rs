@@ -136,8 +136,7 @@ fn run() -> anyhow::Result<ExitCode> {
         );
         code = ExitCode::from(EXIT_NOT_RELAYING);
     } else {
-        let sockets_moved = sockets;
-        let mut blaster = Blaster::new(sockets_moved, &outcome.sessions, opts.payload);
+        let mut blaster = Blaster::new(sockets, &outcome.sessions, opts.payload);
         run_steps(
             &opts,
             &mut blaster,
