@@ -1,0 +1,460 @@
+//! The active side of the replication stream, for the standby peer.
+//!
+//! Every change the core hands out ([`Core::poll_replication`]) goes in through [`Outbox::push`],
+//! whether a standby is connected or not: the outbox keeps the most recent deltas in a bounded ring
+//! so that a standby that reconnects under the same epoch resumes where it stopped. A standby that
+//! cannot resume — its `applied_seq` is older than the ring, it speaks another epoch, or it fell
+//! behind (too many unacknowledged deltas, or the oldest too old) and is marked *stale* — is
+//! resynchronised by a snapshot: [`Outbox::poll_need_snapshot`] says so, the shell takes
+//! [`Core::replication_snapshot`] and passes it to [`Outbox::begin_snapshot`]. Nothing here blocks
+//! or grows without bound: the ring has a fixed capacity and a stale standby gets no more deltas.
+//!
+//! The shell drives it like this:
+//!
+//! ```text
+//! while let Some((seq, change)) = core.poll_replication() { outbox.push(now, unix_ms, seq, &change) }
+//! if outbox.poll_need_snapshot() { outbox.begin_snapshot(now, unix_ms, core.replication_snapshot(now)) }
+//! while stream has room { let Some(msg) = outbox.poll_send() else { break }; send(msg) }
+//! on Ack: if let Some(seq) = outbox.handle_ack(now, &ack) { core.handle_replication_ack(now, seq) }
+//! core.set_durability(now, if outbox.synced() { Sync { .. } } else { Async })
+//! ```
+//!
+//! Changes must be pushed before a snapshot is taken, so that the snapshot's `seq` is the last
+//! change the outbox has seen.
+//!
+//! [`Core::poll_replication`]: tandem_core::Core::poll_replication
+//! [`Core::replication_snapshot`]: tandem_core::Core::replication_snapshot
+
+use crate::convert::{change_to_delta, snapshot_to_chunks};
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+use tandem_core::{ReplicaSnapshot, ReplicationChange};
+use tandem_proto::replication::v1::SnapshotChunk;
+use tandem_proto::replication::v1::{active_message::Kind, Ack, ActiveMessage, Delta, Hello};
+
+/// Bounds of the outbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutboxConfig {
+    /// Recent deltas kept for a reconnecting standby to resume from.
+    pub ring_capacity: usize,
+    /// Calls per snapshot chunk.
+    pub chunk_calls: usize,
+    /// More deltas than this sent or waiting but not acknowledged: the standby is stale.
+    pub max_unacked: u64,
+    /// The oldest unacknowledged delta older than this: the standby is stale.
+    pub max_ack_delay: Duration,
+    /// A snapshot not acknowledged within this time: the standby is stale (a fresh one follows).
+    pub snapshot_timeout: Duration,
+}
+
+impl Default for OutboxConfig {
+    fn default() -> Self {
+        OutboxConfig {
+            ring_capacity: 50_000,
+            chunk_calls: 500,
+            max_unacked: 10_000,
+            max_ack_delay: Duration::from_secs(1),
+            snapshot_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// What the outbox does with a standby's Hello.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HelloOutcome {
+    /// Deltas continue right after the standby's `applied_seq`.
+    Resumed {
+        /// The first sequence number that will be sent.
+        from: u64,
+    },
+    /// The standby gets a snapshot ([`Outbox::poll_need_snapshot`] is true).
+    Snapshot,
+    /// The standby knows a higher epoch than this node: nothing is sent. The shell hands the Hello
+    /// to the role machine, which fences this node.
+    Refused {
+        /// The standby's epoch.
+        their_epoch: u64,
+    },
+}
+
+/// Why a call into the outbox was not taken as given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum OutboxError {
+    /// A pushed change is not the one after the previous (the ring restarts at it; a connected
+    /// standby is resynchronised).
+    #[error("change {got} pushed after {last}")]
+    OutOfOrder {
+        /// The previous change pushed.
+        last: u64,
+        /// The change pushed now.
+        got: u64,
+    },
+    /// A snapshot was given while no standby is connected.
+    #[error("no standby connected")]
+    NotConnected,
+    /// A snapshot was given that is older than the ring: the deltas right after it are gone.
+    #[error("snapshot at {seq} predates the ring (oldest kept: {oldest})")]
+    SnapshotTooOld {
+        /// The snapshot's sequence number.
+        seq: u64,
+        /// The oldest delta the ring still holds.
+        oldest: u64,
+    },
+}
+
+/// How far the standby is behind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Lag {
+    /// Deltas sent or waiting but not acknowledged (during a snapshot: deltas since it).
+    pub deltas: u64,
+    /// Age of the oldest of them (during a snapshot: time since it began).
+    pub oldest: Duration,
+}
+
+/// Counters for metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OutboxMetrics {
+    /// Snapshots begun.
+    pub snapshots: u64,
+    /// Sessions that resumed from the ring.
+    pub resumes: u64,
+    /// Times the standby was marked stale.
+    pub stale: u64,
+    /// Deltas handed to the shell to send.
+    pub deltas_sent: u64,
+}
+
+/// A delta kept for sending and resuming.
+#[derive(Debug)]
+struct Kept {
+    pushed: Instant,
+    delta: Delta,
+}
+
+/// Where the connected standby is.
+#[derive(Debug)]
+enum Session {
+    /// No standby.
+    Disconnected,
+    /// The standby needs a snapshot; the shell has not given it yet.
+    NeedSnapshot,
+    /// Snapshot at `seq` under way (`chunks` still to send), deltas after it follow.
+    Snapshot {
+        seq: u64,
+        began: Instant,
+        chunks: VecDeque<SnapshotChunk>,
+    },
+    /// The standby has a complete mirror (since `since`) and receives deltas.
+    Streaming { since: Instant },
+}
+
+/// The active node's replication sender toward its standby peer. Lives as long as the node is
+/// active (one epoch); a reconnecting standby is a new session of the same outbox.
+#[derive(Debug)]
+pub struct Outbox {
+    config: OutboxConfig,
+    epoch: u64,
+    ring: VecDeque<Kept>,
+    /// The last change pushed (0: none yet).
+    last_seq: u64,
+    /// The next delta to send in this session.
+    cursor: u64,
+    /// The standby's cumulative ack in this session.
+    acked: u64,
+    session: Session,
+    stale: bool,
+    metrics: OutboxMetrics,
+}
+
+impl Outbox {
+    /// An outbox for the node's epoch `epoch` (the one it became active with).
+    pub fn new(config: OutboxConfig, epoch: u64) -> Outbox {
+        Outbox {
+            config,
+            epoch,
+            ring: VecDeque::new(),
+            last_seq: 0,
+            cursor: 1,
+            acked: 0,
+            session: Session::Disconnected,
+            stale: false,
+            metrics: OutboxMetrics::default(),
+        }
+    }
+
+    /// The epoch every message carries.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// The last change pushed.
+    pub fn last_seq(&self) -> u64 {
+        self.last_seq
+    }
+
+    /// The standby's cumulative acknowledgement in the current session.
+    pub fn acked(&self) -> u64 {
+        self.acked
+    }
+
+    /// Whether a standby is connected (has said Hello).
+    pub fn connected(&self) -> bool {
+        !matches!(self.session, Session::Disconnected)
+    }
+
+    /// Whether the standby fell behind and is being resynchronised.
+    pub fn stale(&self) -> bool {
+        self.stale
+    }
+
+    /// Whether the standby has a complete mirror and keeps up: it acknowledged its snapshot (or
+    /// resumed) and is within the bounds. Answers may wait for it (durability `sync`) only then.
+    pub fn synced(&self) -> bool {
+        matches!(self.session, Session::Streaming { .. }) && !self.stale
+    }
+
+    /// Counters.
+    pub fn metrics(&self) -> OutboxMetrics {
+        self.metrics
+    }
+
+    /// Records change `seq` of the core (consecutive from the first one pushed).
+    pub fn push(
+        &mut self,
+        now: Instant,
+        unix_ms: u64,
+        seq: u64,
+        change: &ReplicationChange,
+    ) -> Result<(), OutboxError> {
+        let mut result = Ok(());
+        if self.last_seq != 0 && seq != self.last_seq + 1 {
+            result = Err(OutboxError::OutOfOrder {
+                last: self.last_seq,
+                got: seq,
+            });
+            tracing::error!(
+                last = self.last_seq,
+                got = seq,
+                "replication change out of order"
+            );
+            self.ring.clear();
+            if self.connected() {
+                self.go_stale("changes out of order");
+            }
+        }
+        self.ring.push_back(Kept {
+            pushed: now,
+            delta: change_to_delta(self.epoch, seq, change, unix_ms),
+        });
+        self.last_seq = seq;
+        while self.ring.len() > self.config.ring_capacity.max(1) {
+            self.ring.pop_front();
+        }
+        let needs_cursor = matches!(
+            self.session,
+            Session::Snapshot { .. } | Session::Streaming { .. }
+        );
+        if needs_cursor && self.cursor < self.oldest_kept() {
+            self.go_stale("ring overran the unsent deltas");
+        }
+        if matches!(self.session, Session::Streaming { .. })
+            && self.last_seq - self.acked > self.config.max_unacked
+        {
+            self.go_stale("too many unacknowledged deltas");
+        }
+        result
+    }
+
+    /// A standby said Hello (on a new stream, or again on the same one): a new session starts.
+    pub fn handle_hello(&mut self, now: Instant, hello: &Hello) -> HelloOutcome {
+        if hello.epoch > self.epoch {
+            self.session = Session::Disconnected;
+            return HelloOutcome::Refused {
+                their_epoch: hello.epoch,
+            };
+        }
+        self.stale = false;
+        let applied = hello.applied_seq;
+        let resumable = hello.epoch == self.epoch
+            && applied > 0
+            && applied <= self.last_seq
+            && applied + 1 >= self.oldest_kept();
+        if resumable {
+            self.cursor = applied + 1;
+            self.acked = applied;
+            self.session = Session::Streaming { since: now };
+            self.metrics.resumes += 1;
+            tracing::info!(node = %hello.node, from = applied + 1, "standby resumes from the ring");
+            HelloOutcome::Resumed { from: applied + 1 }
+        } else {
+            self.acked = 0;
+            self.session = Session::NeedSnapshot;
+            tracing::info!(node = %hello.node, applied, their_epoch = hello.epoch, "standby needs a snapshot");
+            HelloOutcome::Snapshot
+        }
+    }
+
+    /// The standby's stream ended.
+    pub fn handle_disconnect(&mut self) {
+        self.session = Session::Disconnected;
+        self.stale = false;
+    }
+
+    /// Whether the standby waits for a snapshot: true until [`Outbox::begin_snapshot`] is called.
+    pub fn poll_need_snapshot(&self) -> bool {
+        matches!(self.session, Session::NeedSnapshot)
+    }
+
+    /// Starts sending `snapshot` (the core's, taken after every change it handed out was pushed);
+    /// the deltas after it follow.
+    pub fn begin_snapshot(
+        &mut self,
+        now: Instant,
+        unix_ms: u64,
+        snapshot: ReplicaSnapshot,
+    ) -> Result<(), OutboxError> {
+        if !self.connected() {
+            return Err(OutboxError::NotConnected);
+        }
+        let seq = snapshot.seq;
+        if seq < self.last_seq && seq + 1 < self.oldest_kept() {
+            return Err(OutboxError::SnapshotTooOld {
+                seq,
+                oldest: self.oldest_kept(),
+            });
+        }
+        if seq > self.last_seq {
+            tracing::warn!(
+                seq,
+                last = self.last_seq,
+                "snapshot is newer than the changes pushed"
+            );
+            self.ring.clear();
+            self.last_seq = seq;
+        }
+        let chunks = snapshot_to_chunks(self.epoch, &snapshot, self.config.chunk_calls, unix_ms);
+        tracing::info!(
+            seq,
+            calls = snapshot.calls.len(),
+            chunks = chunks.len(),
+            "snapshot begins"
+        );
+        self.cursor = seq + 1;
+        self.acked = 0;
+        self.session = Session::Snapshot {
+            seq,
+            began: now,
+            chunks: chunks.into(),
+        };
+        self.metrics.snapshots += 1;
+        Ok(())
+    }
+
+    /// The next message for the standby: snapshot chunks first, then deltas in order. `None` when
+    /// there is nothing to send (call again after the next push or snapshot).
+    pub fn poll_send(&mut self) -> Option<ActiveMessage> {
+        let kind = match &mut self.session {
+            Session::Disconnected | Session::NeedSnapshot => return None,
+            Session::Snapshot { chunks, .. } if !chunks.is_empty() => {
+                Kind::Snapshot(chunks.pop_front()?)
+            }
+            Session::Snapshot { .. } | Session::Streaming { .. } => {
+                if self.cursor > self.last_seq {
+                    return None;
+                }
+                let index = usize::try_from(self.cursor - self.oldest_kept()).ok()?;
+                let kept = self.ring.get(index)?;
+                self.cursor += 1;
+                self.metrics.deltas_sent += 1;
+                Kind::Delta(kept.delta.clone())
+            }
+        };
+        Some(ActiveMessage { kind: Some(kind) })
+    }
+
+    /// A cumulative ack from the standby. Returns the sequence number the core may now treat as
+    /// replicated ([`Core::handle_replication_ack`](tandem_core::Core::handle_replication_ack)),
+    /// `None` when the ack changes nothing (old, other epoch, or acknowledging what was not sent).
+    pub fn handle_ack(&mut self, now: Instant, ack: &Ack) -> Option<u64> {
+        if ack.epoch != self.epoch || ack.seq >= self.cursor {
+            return None;
+        }
+        match &self.session {
+            Session::Snapshot { seq, chunks, .. } if chunks.is_empty() && ack.seq >= *seq => {
+                tracing::info!(seq = ack.seq, "standby synced");
+                self.session = Session::Streaming { since: now };
+                self.stale = false;
+            }
+            Session::Streaming { .. } if ack.seq > self.acked => {}
+            _ => return None,
+        }
+        self.acked = ack.seq;
+        Some(ack.seq)
+    }
+
+    /// Checks the standby's lag against the bounds.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if let Some(deadline) = self.poll_timeout() {
+            if now >= deadline {
+                match self.session {
+                    Session::Snapshot { .. } => self.go_stale("snapshot not acknowledged in time"),
+                    _ => self.go_stale("acknowledgements too late"),
+                }
+            }
+        }
+    }
+
+    /// When the standby turns stale unless it acknowledges first.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        match &self.session {
+            Session::Snapshot { began, .. } => Some(*began + self.config.snapshot_timeout),
+            Session::Streaming { since } if self.acked < self.last_seq => self
+                .pushed_at(self.acked + 1)
+                .map(|pushed| pushed.max(*since) + self.config.max_ack_delay),
+            _ => None,
+        }
+    }
+
+    /// How far the standby is behind (zero when none is connected).
+    pub fn lag(&self, now: Instant) -> Lag {
+        match &self.session {
+            Session::Disconnected | Session::NeedSnapshot => Lag::default(),
+            Session::Snapshot { seq, began, .. } => Lag {
+                deltas: self.last_seq.saturating_sub(*seq),
+                oldest: now.saturating_duration_since(*began),
+            },
+            Session::Streaming { since } => Lag {
+                deltas: self.last_seq - self.acked,
+                oldest: self
+                    .pushed_at(self.acked + 1)
+                    .map(|pushed| now.saturating_duration_since(pushed.max(*since)))
+                    .unwrap_or_default(),
+            },
+        }
+    }
+
+    fn oldest_kept(&self) -> u64 {
+        self.ring
+            .front()
+            .map(|k| k.delta.seq)
+            .unwrap_or(self.last_seq + 1)
+    }
+
+    fn pushed_at(&self, seq: u64) -> Option<Instant> {
+        let index = usize::try_from(seq.checked_sub(self.oldest_kept())?).ok()?;
+        self.ring.get(index).map(|k| k.pushed)
+    }
+
+    fn go_stale(&mut self, reason: &'static str) {
+        tracing::warn!(
+            reason,
+            acked = self.acked,
+            last = self.last_seq,
+            "standby stale: resync by snapshot"
+        );
+        self.stale = true;
+        self.acked = 0;
+        self.session = Session::NeedSnapshot;
+        self.metrics.stale += 1;
+    }
+}
