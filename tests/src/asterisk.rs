@@ -9,6 +9,7 @@ use crate::process::file_tail;
 use crate::workdir::{need_root, need_tool, skip, workspace_root};
 use anyhow::{bail, Context, Result};
 use std::net::SocketAddr;
+use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Mutex, MutexGuard};
@@ -74,6 +75,12 @@ impl AsteriskLab {
     /// SIP address of instance `n`.
     pub fn addr(n: u8) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, n], 5080))
+    }
+
+    /// RTP ports of instance `n` (its rtp.conf, rendered by scripts/asterisk-lab.sh).
+    pub fn rtp_ports(n: u8) -> RangeInclusive<u16> {
+        let start = 20_000 + (u16::from(n.max(1)) - 1) * 1_000;
+        start..=start + 999
     }
 
     fn script(&self, args: &[&str]) -> Result<String> {

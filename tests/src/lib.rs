@@ -12,6 +12,7 @@ pub mod asterisk;
 pub mod capture;
 pub mod flows;
 pub mod kamailio;
+pub mod media;
 pub mod ports;
 pub mod process;
 pub mod sip_ping;
@@ -20,12 +21,13 @@ pub mod tandem;
 pub mod workdir;
 
 pub use asterisk::AsteriskLab;
-pub use capture::{PacketCounts, RtpCapture};
+pub use capture::{RtpCapture, RtpFlows};
 pub use flows::{run_flow, run_flow_on, Flow, Hop};
 pub use kamailio::{Kamailio, KamailioConfig};
-pub use ports::{free_port, free_port_block};
+pub use media::{MediaPath, RelayedRtp};
+pub use ports::{free_media_range, free_port, free_port_block};
 pub use sipp::{Sipp, SippOutcome, SippProcess};
-pub use tandem::{MediaServer, Tandem, TandemConfig};
+pub use tandem::{MediaConfig, MediaServer, Tandem, TandemConfig};
 pub use workdir::{need_root, need_tool, scenario_path, skip, workspace_root, TestDir};
 
 use std::fmt;

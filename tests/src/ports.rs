@@ -1,14 +1,20 @@
 //! Loopback ports for tests running in parallel.
 //!
-//! Ports come from 22000–31999: above the Asterisk lab's RTP ranges (20000–21999), below Linux's
-//! ephemeral range (32768+), away from SIPp's defaults (5060, 6000, 8888) and the Asterisk lab's 5080.
-//! Each process starts in its own 500-port window (chosen from its pid) and hands ports out from an
-//! atomic counter; a port is only handed out if binding it over UDP and TCP works on every loopback
-//! address of the machine (127.0.0.1, and ::1 when configured), so one port serves a test of either
-//! [`IpFamily`].
+//! Single ports (SIP, admin, SIPp's media ports) come from 22000–31999: above the Asterisk lab's RTP
+//! ranges (20000–21999), below Linux's ephemeral range (32768+), away from SIPp's defaults (5060, 6000,
+//! 8888) and the Asterisk lab's 5080. Each process starts in its own 500-port window (chosen from its
+//! pid) and hands ports out from an atomic counter; a port is only handed out if binding it over UDP
+//! and TCP works on every loopback address of the machine (127.0.0.1, and ::1 when configured), so one
+//! port serves a test of either [`IpFamily`].
+//!
+//! Tandem's media relay ports come in ranges of their own, one per Tandem a test starts
+//! ([`free_media_range`]): 200-port windows of 61000–65399, above Linux's ephemeral range (which
+//! ends at 60999) and clear of the single ports, the Asterisk lab, the benches' relay ranges
+//! (benches/rtp-load.sh: 10000–29999) and 41000–42999 (the relay crate's own tests).
 
 use crate::IpFamily;
 use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::ops::RangeInclusive;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 const FIRST: u32 = 22_000;
@@ -57,10 +63,71 @@ pub fn free_port_block(len: u16) -> u16 {
     u16::try_from(candidate).unwrap_or(u16::MAX)
 }
 
+const MEDIA_FIRST: u32 = 61_000;
+/// Ports per Tandem: 100 RTP/RTCP pairs, two per call (caller- and server-facing), 50 calls at once.
+const MEDIA_WINDOW: u32 = 200;
+const MEDIA_WINDOWS: u32 = 22;
+
+static NEXT_MEDIA: AtomicU32 = AtomicU32::new(0);
+
+/// Whether every port of `ports` can be bound over UDP on every configured loopback address.
+pub fn is_free_udp_range(ports: &RangeInclusive<u16>) -> bool {
+    let families: Vec<IpFamily> = IpFamily::ALL
+        .into_iter()
+        .filter(|family| family.is_configured())
+        .collect();
+    ports.clone().all(|port| {
+        families
+            .iter()
+            .all(|family| UdpSocket::bind(family.addr(port)).is_ok())
+    })
+}
+
+/// A free range of 200 ports for one Tandem's media relay (`[media] port_min..=port_max`): starts
+/// even, ends odd, never overlaps another range handed out by this process nor the single ports of
+/// [`free_port`]. Windows are tried from one chosen by the pid; one with a port already bound (by
+/// another test process) is skipped.
+pub fn free_media_range() -> RangeInclusive<u16> {
+    let window = |index: u32| {
+        let first = MEDIA_FIRST + (index % MEDIA_WINDOWS) * MEDIA_WINDOW;
+        let to_u16 = |port: u32| u16::try_from(port).unwrap_or(u16::MAX);
+        to_u16(first)..=to_u16(first + MEDIA_WINDOW - 1)
+    };
+    let start = std::process::id() % MEDIA_WINDOWS;
+    let mut candidate = window(start);
+    for _ in 0..MEDIA_WINDOWS {
+        candidate = window(start + NEXT_MEDIA.fetch_add(1, Ordering::Relaxed));
+        if is_free_udp_range(&candidate) {
+            break;
+        }
+    }
+    candidate
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn media_ranges_are_disjoint_even_pairs_away_from_the_single_ports() {
+        let ranges: Vec<RangeInclusive<u16>> = (0..5).map(|_| free_media_range()).collect();
+        for (i, range) in ranges.iter().enumerate() {
+            assert_eq!(range.start() % 2, 0, "{range:?}");
+            assert_eq!(range.end() % 2, 1, "{range:?}");
+            assert!(
+                *range.start() >= 61_000 && *range.end() < 65_400,
+                "{range:?}"
+            );
+            for other in &ranges[i + 1..] {
+                assert!(
+                    range.end() < other.start() || other.end() < range.start(),
+                    "{range:?} overlaps {other:?}"
+                );
+            }
+            assert!(!range.contains(&free_port()));
+        }
+    }
 
     #[test]
     fn ports_are_distinct_and_in_range() {

@@ -10,7 +10,7 @@ use crate::workdir::scenario_path;
 use crate::{IpFamily, Transport};
 use anyhow::{Context, Result};
 use std::fmt::Write as _;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -242,6 +242,22 @@ impl SippProcess {
         &self.role
     }
 
+    /// The media address of the SDP in the first message it received whose start line begins with
+    /// `start` (e.g. "INVITE", "SIP/2.0 200"), read from its messages log while it runs; see
+    /// [`received_media`].
+    pub fn received_media(&self, start: &str) -> Option<SocketAddr> {
+        received_media(&self.log_dir, start)
+    }
+
+    /// Waits until [`SippProcess::received_media`] finds the message (or `deadline`, or SIPp exits).
+    pub fn wait_received_media(&mut self, start: &str, deadline: Instant) -> Option<SocketAddr> {
+        wait_for(deadline, || {
+            let media = self.received_media(start).map(Some);
+            media.or_else(|| (!self.guard.is_running()).then_some(None))
+        })
+        .flatten()
+    }
+
     fn wait_listening(&mut self, deadline: Instant) -> Result<()> {
         let addr = self.addr;
         let bound = wait_for(deadline, || {
@@ -398,6 +414,11 @@ pub struct SippOutcome {
 }
 
 impl SippOutcome {
+    /// As [`SippProcess::received_media`], after the run.
+    pub fn received_media(&self, start: &str) -> Option<SocketAddr> {
+        received_media(&self.log_dir, start)
+    }
+
     /// Ok if a caller placed `calls` calls and all of them succeeded.
     pub fn check_caller(&self, calls: u64) -> std::result::Result<(), String> {
         if !self.timed_out
@@ -460,6 +481,34 @@ impl SippOutcome {
         let _ = write!(text, "\n    logs: {}", self.log_dir.display());
         text
     }
+}
+
+/// The media address (the `c=` address and the `m=audio` port of its SDP) of the first message a
+/// SIPp received whose start line begins with `start`, from the messages log (`-trace_msg`) in
+/// `log_dir`, which SIPp writes as messages come: blocks of a dashed line, "UDP message received
+/// [n] bytes :" (or "sent"), an empty line and the message.
+pub fn received_media(log_dir: &Path, start: &str) -> Option<SocketAddr> {
+    let text = std::fs::read_to_string(find_file(log_dir, "_messages.log")?).ok()?;
+    text.split("\n-----------------------------------------------")
+        .filter_map(|block| {
+            let (head, message) = block.split_once("\n\n")?;
+            if !head.contains("message received") || !message.trim_start().starts_with(start) {
+                return None;
+            }
+            let line = |prefix: &str| {
+                message
+                    .lines()
+                    .find_map(|l| l.trim_end().strip_prefix(prefix).map(str::to_owned))
+            };
+            let address = line("c=IN IP4 ").or_else(|| line("c=IN IP6 "))?;
+            let port = line("m=audio ")?;
+            let port = port.split_whitespace().next()?;
+            Some(SocketAddr::new(
+                address.parse::<IpAddr>().ok()?,
+                port.parse().ok()?,
+            ))
+        })
+        .next()
 }
 
 /// The last line of one of SIPp's `;`-separated CSV files, paired with the header line's names.
@@ -531,6 +580,25 @@ mod tests {
         assert_eq!(counts.first_received("INVITE"), 2);
         assert_eq!(counts.first_received("OPTIONS"), 7);
         assert_eq!(counts.first_received("BYE"), 0);
+
+        std::fs::write(
+            dir.join("uac_listen_1_messages.log"),
+            "----------------------------------------------- 2026-11-21 15:06:53.658311\n\
+             UDP message sent (618 bytes):\n\nINVITE sip:100@127.0.0.1:5060 SIP/2.0\nCall-ID: 1\n\n\
+             v=0\nc=IN IP4 127.0.0.1\nm=audio 22000 RTP/AVP 8\n\n\
+             ----------------------------------------------- 2026-11-21 15:06:53.658434\n\
+             UDP message received [320] bytes :\n\nSIP/2.0 180 Ringing\nCall-ID: 1\n\n\
+             ----------------------------------------------- 2026-11-21 15:06:53.758434\n\
+             UDP message received [520] bytes :\n\nSIP/2.0 200 OK\r\nCall-ID: 1\r\n\r\n\
+             v=0\r\nc=IN IP4 127.0.0.1\r\nm=audio 10000 RTP/AVP 8\r\n\n",
+        )
+        .unwrap();
+        assert_eq!(
+            received_media(&dir, "SIP/2.0 200"),
+            Some("127.0.0.1:10000".parse().unwrap())
+        );
+        assert_eq!(received_media(&dir, "INVITE"), None, "sent, not received");
+        assert_eq!(received_media(&dir, "SIP/2.0 180"), None, "no SDP");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

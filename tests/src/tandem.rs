@@ -2,14 +2,15 @@
 //!
 //! [`TandemConfig::to_toml`] is the one place that knows Tandem's config file format.
 
-use crate::ports::free_port;
+use crate::ports::{free_media_range, free_port};
 use crate::process::{wait_for, ChildGuard};
 use crate::sip_ping::ping;
 use crate::workdir::workspace_root;
 use crate::{IpFamily, Transport};
 use anyhow::{bail, Context, Result};
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -26,6 +27,35 @@ pub struct MediaServer {
     pub address: SocketAddr,
     /// Transport Tandem uses toward it.
     pub transport: Transport,
+}
+
+/// `[media]`: Tandem's RTP/RTCP relay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MediaConfig {
+    /// Address the relay ports bind to and the rewritten SDP names.
+    pub address: IpAddr,
+    /// Relay ports (even RTP / odd RTCP pairs); each Tandem of a test gets its own range.
+    pub ports: RangeInclusive<u16>,
+    /// A call whose media has been silent this long is ended (zero: never).
+    pub inactivity_timeout: Duration,
+    /// Data-plane threads (0: one per core).
+    pub shards: u32,
+    /// Latch a leg to the first source from any IP, not only the signalled one.
+    pub latch_any_ip: bool,
+}
+
+impl MediaConfig {
+    /// On `address`, with its own free port range, a 60 s inactivity timeout, two shards (calls of
+    /// one test land on different data-plane threads) and latching from the signalled IP only.
+    pub fn on(address: IpAddr) -> MediaConfig {
+        MediaConfig {
+            address,
+            ports: free_media_range(),
+            inactivity_timeout: Duration::from_secs(60),
+            shards: 2,
+            latch_any_ip: false,
+        }
+    }
 }
 
 /// What the tests configure in Tandem.
@@ -45,18 +75,22 @@ pub struct TandemConfig {
     pub failures_to_down: u32,
     /// Successful probes in a row before a server is up again.
     pub successes_to_up: u32,
+    /// The media relay.
+    pub media: MediaConfig,
     /// The pool.
     pub media_servers: Vec<MediaServer>,
 }
 
 impl TandemConfig {
     /// 127.0.0.1 on free ports, probing every 500 ms (300 ms timeout, down after 2 failures, up
-    /// after 2 successes), and the given media servers named ms1, ms2, ...
+    /// after 2 successes), the media relay on 127.0.0.1 with its own port range
+    /// ([`MediaConfig::on`]), and the given media servers named ms1, ms2, ...
     pub fn new(servers: &[SocketAddr], transport: Transport) -> TandemConfig {
         TandemConfig::on(IpFamily::V4, servers, transport)
     }
 
-    /// As [`TandemConfig::new`], with the SIP and admin addresses on `family`'s loopback address.
+    /// As [`TandemConfig::new`], with the SIP, admin and media addresses on `family`'s loopback
+    /// address.
     pub fn on(family: IpFamily, servers: &[SocketAddr], transport: Transport) -> TandemConfig {
         TandemConfig {
             sip: family.addr(free_port()),
@@ -66,6 +100,7 @@ impl TandemConfig {
             probe_timeout: Duration::from_millis(300),
             failures_to_down: 2,
             successes_to_up: 2,
+            media: MediaConfig::on(family.loopback()),
             media_servers: servers
                 .iter()
                 .enumerate()
@@ -97,6 +132,17 @@ impl TandemConfig {
             self.failures_to_down,
             self.successes_to_up,
         );
+        let media = &self.media;
+        text.push_str(&format!(
+            "\n[media]\naddress = \"{}\"\nport_min = {}\nport_max = {}\ninactivity_timeout = \"{}ms\"\n\
+             shards = {}\nlatch_any_ip = {}\n",
+            media.address,
+            media.ports.start(),
+            media.ports.end(),
+            media.inactivity_timeout.as_millis(),
+            media.shards,
+            media.latch_any_ip,
+        ));
         for server in &self.media_servers {
             text.push_str(&format!(
                 "\n[[media_server]]\nname = \"{}\"\naddress = \"{}\"\ntransport = \"{}\"\n",
@@ -193,6 +239,11 @@ impl Tandem {
         self.config.sip
     }
 
+    /// Its media relay port range.
+    pub fn media_ports(&self) -> RangeInclusive<u16> {
+        self.config.media.ports.clone()
+    }
+
     /// Its config.
     pub fn config(&self) -> &TandemConfig {
         &self.config
@@ -266,9 +317,11 @@ mod tests {
         let mut config = TandemConfig::new(&["127.0.0.1:5070".parse().unwrap()], Transport::Tcp);
         config.sip = "127.0.0.1:5060".parse().unwrap();
         config.admin = "127.0.0.1:9090".parse().unwrap();
+        config.media.ports = 10000..=10199;
         let expected = "[sip]\nlisten = \"127.0.0.1:5060\"\ntcp = true\n\n[admin]\nlisten = \"127.0.0.1:9090\"\n\n\
                         [pool]\nprobe_interval = \"500ms\"\nprobe_timeout = \"300ms\"\nfailures_to_down = 2\n\
-                        successes_to_up = 2\n\n[[media_server]]\nname = \"ms1\"\naddress = \"127.0.0.1:5070\"\n\
+                        successes_to_up = 2\n\n[media]\naddress = \"127.0.0.1\"\nport_min = 10000\nport_max = 10199\n\
+                        inactivity_timeout = \"60000ms\"\nshards = 2\nlatch_any_ip = false\n\n[[media_server]]\nname = \"ms1\"\naddress = \"127.0.0.1:5070\"\n\
                         transport = \"tcp\"\n";
         assert_eq!(config.to_toml(), expected);
         assert_eq!(config.probe_window(), Duration::from_millis(2100));
@@ -297,6 +350,7 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("address = \"[::1]:5070\"\n"), "{text}");
+        assert!(text.contains("[media]\naddress = \"::1\"\n"), "{text}");
     }
 
     /// Catches drift between this generator and Tandem's config format.

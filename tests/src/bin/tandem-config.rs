@@ -1,7 +1,11 @@
 //! Prints a Tandem config file made by the test harness's generator (`TandemConfig::to_toml`), so
 //! that scripts (benches/sip-load.sh) write the same format as the tests without a second copy.
 //!
-//! Usage: tandem-config --sip ADDR --admin ADDR --server ADDR[/udp|/tcp] [--server ...]
+//! Usage: tandem-config --sip ADDR --admin ADDR [--media-ports MIN-MAX] --server ADDR[/udp|/tcp] [--server ...]
+//!
+//! The media relay listens on the SIP address's IP, on ports MIN-MAX (default 61000-65399, the
+//! span the test harness uses: 2,200 RTP/RTCP pairs, two per audio call, so 1,100 calls at once;
+//! a load run with more calls at once needs a wider range).
 
 use anyhow::{bail, Context, Result};
 use std::net::SocketAddr;
@@ -10,6 +14,7 @@ use tandem_tests::{TandemConfig, Transport};
 fn main() -> Result<()> {
     let mut sip: Option<SocketAddr> = None;
     let mut admin: Option<SocketAddr> = None;
+    let mut media_ports = 61_000..=65_399;
     let mut servers: Vec<(SocketAddr, Transport)> = Vec::new();
     let mut args = std::env::args().skip(1);
     while let Some(option) = args.next() {
@@ -19,6 +24,12 @@ fn main() -> Result<()> {
         match option.as_str() {
             "--sip" => sip = Some(value.parse().context("--sip")?),
             "--admin" => admin = Some(value.parse().context("--admin")?),
+            "--media-ports" => {
+                let (min, max) = value
+                    .split_once('-')
+                    .context("--media-ports takes MIN-MAX")?;
+                media_ports = min.parse().context("--media-ports")?..=max.parse().context("--media-ports")?;
+            }
             "--server" => {
                 let (addr, transport) = value.split_once('/').unwrap_or((&value, "udp"));
                 let transport = match transport {
@@ -28,7 +39,7 @@ fn main() -> Result<()> {
                 };
                 servers.push((addr.parse().context("--server")?, transport));
             }
-            other => bail!("unknown option {other}\nusage: tandem-config --sip ADDR --admin ADDR --server ADDR[/udp|/tcp]..."),
+            other => bail!("unknown option {other}\nusage: tandem-config --sip ADDR --admin ADDR [--media-ports MIN-MAX] --server ADDR[/udp|/tcp]..."),
         }
     }
     let transport = servers.first().map_or(Transport::Udp, |s| s.1);
@@ -39,6 +50,8 @@ fn main() -> Result<()> {
     }
     config.sip = sip.context("--sip is required")?;
     config.admin = admin.context("--admin is required")?;
+    config.media.address = config.sip.ip();
+    config.media.ports = media_ports;
     print!("{}", config.to_toml());
     Ok(())
 }
