@@ -6,10 +6,10 @@
 #   benches/rtp-load.sh                     # builds Tandem and tandem-rtpload in release first
 #   STEP_SECONDS=5 SAT_RATES=50,90,130 BACKENDS="rtpengine tandem" SKIP_BUILD=1 benches/rtp-load.sh
 # Other knobs: CALL_SETS ("500 2000"), SAT_CALLS (500), SHARDS (Tandem relay threads, 1),
-# RTPE_THREADS (rtpengine --num-threads, 1), ALLOC_PROBE (1: count malloc/calloc/realloc and GLib
-# g_slice allocations per packet
-# with perf uprobes; mounts tracefs if needed and removes its probes after), BENCH_PORT_BASE (6060),
-# BENCH_DIR (target/rtp-load: relay logs, configs, the generator's output per run).
+# RTPE_THREADS (rtpengine --num-threads, 1), PIN (1: relay on the last CPU, generator on CPU 0),
+# ALLOC_PROBE (1: count malloc/calloc/realloc and GLib g_slice allocations per packet with perf
+# uprobes in a run of their own; mounts tracefs if needed and removes its probes after),
+# BENCH_PORT_BASE (6060), BENCH_DIR (target/rtp-load: relay logs, configs, generator output per run).
 #
 # What runs: crates/tandem-rtpload (the generator) is both ends of every call. For each backend it
 # sets up N calls, sends G.711-sized RTP (12-byte header + 160 bytes, PT 0) both ways on every call at
