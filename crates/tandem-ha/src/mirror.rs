@@ -83,6 +83,7 @@ impl State {
     fn apply_call(&mut self, record: &wire::CallRecord) -> Result<(), ConvertError> {
         // Converted at its own creation time: age 0 now, recomputed in `to_snapshot`.
         let call = call_from_record(record, record.created_unix_ms)?;
+        self.next_call_key = self.next_call_key.max(call.key.saturating_add(1));
         self.calls.insert(
             call.key,
             Mirrored {
@@ -189,7 +190,7 @@ impl Mirror {
             loading.apply_server(&server.name, server.up);
         }
         if chunk.last {
-            loading.next_call_key = chunk.next_call_key;
+            loading.next_call_key = loading.next_call_key.max(chunk.next_call_key);
             if let Some(complete) = self.loading.take() {
                 tracing::info!(
                     epoch = complete.epoch,

@@ -197,6 +197,11 @@ impl Outbox {
         self.acked
     }
 
+    /// Deltas kept in the ring for a reconnecting standby.
+    pub fn kept(&self) -> usize {
+        self.ring.len()
+    }
+
     /// Whether a standby is connected (has said Hello).
     pub fn connected(&self) -> bool {
         !matches!(self.session, Session::Disconnected)
