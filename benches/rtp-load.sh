@@ -298,7 +298,7 @@ run_one() { # $1 backend, $2 run name, $3 calls, $4 rates, $5 extra generator ar
 }
 
 bench_backend() { # $1 backend
-  local backend=$1 calls f s last
+  local backend=$1 calls f s last limit
   rm -rf "${BENCH_DIR:?}/$backend"
   mkdir -p "$BENCH_DIR/$backend"
   for calls in $CALL_SETS; do
@@ -324,9 +324,11 @@ bench_backend() { # $1 backend
     done
     R[$backend.sat]=$(line_field "$f" max_clean_pps SUMMARY)
     last=$(line_field "$f" max_clean_rate SUMMARY)
-    # The last step clean: the relay's limit is higher than this run reached.
-    [ "$(awk -v a="$last" -v b="${SAT_RATES##*,}" 'BEGIN { print (a + 0 == b + 0) }')" = 1 ] && R[$backend.sat]=">=${R[$backend.sat]}"
-    log "  $backend: highest packet rate with < 0.1 % loss: ${R[$backend.sat]} pps ($SAT_CALLS calls at $last pps per stream each way)"
+    # Stepping ended by the generator falling behind or by the last step: the relay's limit is higher.
+    limit=$(line_field "$f" limited_by SUMMARY)
+    [ "$limit" != relay ] && [ "${R[$backend.sat]}" != na ] && R[$backend.sat]=">=${R[$backend.sat]}"
+    log "  $backend: highest packet rate with < 0.1 % loss: ${R[$backend.sat]} pps ($SAT_CALLS calls at $last pps" \
+      "per stream each way; stepping ended by: $limit)"
   fi
 }
 

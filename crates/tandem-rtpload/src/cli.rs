@@ -21,8 +21,9 @@ usage: tandem-rtpload --backend none|rtpengine|tandem [options]
   --calls N               concurrent calls (streams) [500]
   --rates LIST            per-stream packet rates, each way, one step each [50]
   --duration SECS         seconds per step [10]
-  --max-loss PCT          a step losing more ends the run (see --keep-going) [0.1]
-  --keep-going            run every step even after a lossy one
+  --max-loss PCT          a step losing this much or more ends the run, and so does a step
+                          where the generator fell more than 1 % behind (see --keep-going) [0.1]
+  --keep-going            run every step even after a lossy or generator-bound one
   --relay-pid PID         sample this relay's CPU (/proc/PID/stat) and memory per step
   --sockets K             RTP sockets per side; streams share them round-robin [2]
   --batch N               packets per sendmmsg, 1..64 [16]
@@ -31,7 +32,8 @@ usage: tandem-rtpload --backend none|rtpengine|tandem [options]
   --setup-rate CPS        calls set up (and torn down) per second [500]
   --drain-ms MS           wait for packets in flight after each step [300]
 
-Prints one SETUP line, one RESULT line per step, one SUMMARY line and one TEARDOWN line.";
+Prints one SETUP line, one RESULT line per step, one SUMMARY line (highest clean rate and what
+ended the stepping: relay, generator or steps) and one TEARDOWN line.";
 
 /// Which relay sets calls up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
