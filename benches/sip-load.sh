@@ -139,8 +139,10 @@ start_tandem() { # $1 = folder
   done
   [ -x "$bin" ] || die_proxy "no Tandem binary at $bin (cargo build --release -p tandem)" || return 1
   [ -n "$gen" ] || die_proxy "no tandem-config helper (cargo build --release -p tandem-tests)" || return 1
+  # Media is anchored: every call takes two relay port pairs for its 1 s (plus set-up and BYE), so
+  # the range must hold RATE x ~1.2 s calls at once: 16384-59999 holds about 10,900.
   "$gen" --sip "127.0.0.1:$PROXY_PORT" --admin "127.0.0.1:$ADMIN_PORT" --server "127.0.0.1:$UAS_PORT/udp" \
-    >"$1/tandem.toml" || return 1
+    --media-ports "${MEDIA_PORTS:-16384-59999}" >"$1/tandem.toml" || return 1
   RUST_LOG=${RUST_LOG:-warn} setsid "$bin" --config "$1/tandem.toml" >"$1/tandem.log" 2>&1 &
   PROXY_PID=$!
 }
