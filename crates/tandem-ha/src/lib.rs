@@ -16,6 +16,8 @@
 //! timer or maximum-duration deadlines, agent, and its `o=` version tracks are opaque: those
 //! `CallRecord` fields are sent empty and ignored on the way back.
 
+#![warn(missing_docs)]
+
 pub mod convert;
 pub mod incident;
 pub mod mirror;

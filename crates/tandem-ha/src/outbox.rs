@@ -329,11 +329,15 @@ impl Outbox {
             });
         }
         if seq > self.last_seq {
-            tracing::warn!(
-                seq,
-                last = self.last_seq,
-                "snapshot is newer than the changes pushed"
-            );
+            // Normal right after a promotion (the core continues from the restored sequence
+            // number); otherwise the shell took the snapshot before pushing every change.
+            if !self.ring.is_empty() {
+                tracing::warn!(
+                    seq,
+                    last = self.last_seq,
+                    "snapshot is newer than the changes pushed"
+                );
+            }
             self.ring.clear();
             self.last_seq = seq;
         }

@@ -1,6 +1,6 @@
 //! The role machine's configuration, inputs and outputs.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tandem_proto::admin::v1 as admin;
 use tandem_proto::replication::v1 as wire;
 
@@ -93,17 +93,30 @@ impl NodeRole {
     }
 }
 
-/// Where replication stands, as the shell reports it to the role machine.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Progress {
-    /// Active: the outbox's last change. Standby: the mirror's last applied change.
-    pub seq: u64,
-    /// Active: the standby's cumulative ack. Standby: as `seq`.
-    pub acked: u64,
-    /// Active: the outbox says the standby is synced. Standby: the mirror is synced.
-    pub synced: bool,
-    /// Active: live calls. Standby: mirrored calls.
-    pub calls: u64,
+/// Where replication stands, as the shell reports it to the role machine. A report of the other
+/// role than the machine's (the shell has not carried out a role change yet) is ignored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Progress {
+    /// From the active node's outbox.
+    Active {
+        /// The last change pushed.
+        last_seq: u64,
+        /// The standby's cumulative ack.
+        acked: u64,
+        /// The outbox says the standby is synced.
+        standby_synced: bool,
+        /// Live calls.
+        calls: u64,
+    },
+    /// From the standby node's mirror.
+    Standby {
+        /// The last change applied.
+        applied_seq: u64,
+        /// The mirror is synced.
+        synced: bool,
+        /// Mirrored calls.
+        calls: u64,
+    },
 }
 
 /// What the shell must do.
@@ -165,6 +178,8 @@ pub struct RoleStatus {
     pub epoch: u64,
     /// The replication stream to the peer is up.
     pub peer_connected: bool,
+    /// When the peer was last heard (heartbeat, Hello or a new stream).
+    pub peer_last_heard: Option<Instant>,
     /// The last probe's answer, while the peer is unheard (`None`: not probed).
     pub peer_alive: Option<bool>,
     /// Standby: automatic promotion is possible now if the active dies.

@@ -50,7 +50,7 @@ pub fn sample_call(key: u64, age: Duration) -> CallSnapshot {
         local: port(n),
         remote_rtp: Some(addr(remote)),
         remote_rtcp: None,
-        rtcp_mux: n % 2 == 0,
+        rtcp_mux: (n & 1) == 0,
     };
     CallSnapshot {
         key,
@@ -256,7 +256,7 @@ impl Node {
 /// One message on the stream, either direction.
 #[derive(Debug, Clone)]
 enum Msg {
-    Active(ActiveMessage),
+    Active(Box<ActiveMessage>),
     Standby(StandbyMessage),
 }
 
@@ -420,7 +420,7 @@ impl Net {
                 }
                 (50..=79, Some(key)) => core.update_call(key, unix_ms),
                 (80..=98, Some(key)) => core.end_call(key),
-                _ => core.server_health("ms2", pick % 2 == 0),
+                _ => core.server_health("ms2", (pick & 1) == 0),
             }
         }
     }
@@ -593,15 +593,13 @@ impl Net {
 
     fn receive(&mut self, i: usize, msg: Msg) {
         let now = self.now;
-        if let Msg::Active(ActiveMessage {
-            kind: Some(active_message::Kind::Delta(_)),
-        }) = &msg
+        let is_delta = |m: &ActiveMessage| matches!(m.kind, Some(active_message::Kind::Delta(_)));
+        if matches!(&msg, Msg::Active(m) if is_delta(m))
+            && self.random(1000) < self.delta_loss_per_mille
         {
-            if self.random(1000) < self.delta_loss_per_mille {
-                self.resets += 1;
-                self.reset_pending = true;
-                return;
-            }
+            self.resets += 1;
+            self.reset_pending = true;
+            return;
         }
         if self.reset_pending {
             return;
@@ -615,7 +613,7 @@ impl Net {
                     }
                     return;
                 }
-                if let Ok(Some(hb)) = node.mirror.handle_message(message) {
+                if let Ok(Some(hb)) = node.mirror.handle_message(*message) {
                     node.role.handle_heartbeat(now, &hb);
                 }
             }
@@ -652,12 +650,12 @@ impl Net {
                 outbox.begin_snapshot(now, unix_ms, snapshot).unwrap();
             }
             while let Some(message) = outbox.poll_send() {
-                out.push(Msg::Active(message));
+                out.push(Msg::Active(Box::new(message)));
             }
-            Progress {
-                seq: outbox.last_seq(),
+            Progress::Active {
+                last_seq: outbox.last_seq(),
                 acked: outbox.acked(),
-                synced: outbox.synced(),
+                standby_synced: outbox.synced(),
                 calls: node.core.calls() as u64,
             }
         } else {
@@ -667,9 +665,8 @@ impl Net {
                     kind: Some(standby_message::Kind::Ack(ack)),
                 }));
             }
-            Progress {
-                seq: node.mirror.applied_seq(),
-                acked: node.mirror.applied_seq(),
+            Progress::Standby {
+                applied_seq: node.mirror.applied_seq(),
                 synced: node.mirror.synced(),
                 calls: node.mirror.calls() as u64,
             }
@@ -704,7 +701,7 @@ impl Net {
             match action {
                 Action::SendHeartbeat(hb) => {
                     let msg = if node.serving {
-                        Msg::Active(active_heartbeat(hb))
+                        Msg::Active(Box::new(active_heartbeat(hb)))
                     } else {
                         Msg::Standby(standby_heartbeat(hb))
                     };
