@@ -10,6 +10,25 @@
 //!   with epoch bump, fencing, switchover).
 //! * [`incident`]: the timeline of every role change, for the admin API.
 //!
+//! # Wiring (the shell)
+//!
+//! * Every node runs the `Replication` server; a standby dials its peer and says
+//!   [`Mirror::hello`]. A server that is not active answers with heartbeats only (two standbys
+//!   still see each other). Heartbeats travel on that stream both ways.
+//! * Active: one [`Outbox`] per epoch (created on [`Action::BecomeActive`]); see the `outbox`
+//!   module for the loop. Hellos go to [`Role::handle_hello`] first, then to the outbox. Durability
+//!   is `Sync` only while [`Outbox::synced`], `Async` otherwise (never `Off` on a node with a peer:
+//!   the core leaves calls answered under `Off` out of later snapshots).
+//! * Standby: received messages go to [`Mirror::handle_message`] (heartbeats it hands back go to
+//!   [`Role::handle_heartbeat`]); after each batch send [`Mirror::poll_ack`]; when
+//!   [`Mirror::needs_resync`], say Hello again.
+//! * After each batch of replication work, [`Role::set_replication`] with a [`Progress`]; then
+//!   carry out [`Role::poll_action`] in order and sleep until [`Role::poll_timeout`].
+//! * [`Action::BecomeActive`]: `Core::restore(now, mirror.to_snapshot(unix_ms))`, take the address,
+//!   bind, then report [`StepName::AddressTaken`] and [`StepName::CallsResumed`] through
+//!   [`Role::record_step`]. [`Action::BecomeStandby`]: release the address, drop the calls, reset
+//!   the mirror, dial the peer — after sending the heartbeat queued just before it.
+//!
 //! # What the schema carries and the core does not give (yet)
 //!
 //! `CallSnapshot` has no SDP bodies, latched addresses, RTP continuity state, answer time, session

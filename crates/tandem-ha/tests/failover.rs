@@ -362,3 +362,81 @@ fn demote_hands_over_at_once() {
         IncidentKind::Demote
     );
 }
+
+mod fencing {
+    use super::*;
+    use std::time::Instant;
+    use tandem_ha::{Action, Role};
+    use tandem_proto::replication::v1 as wire;
+
+    fn forced_active(node: &str, peer: &str, epoch: u64, now: Instant) -> Role {
+        let mut config = RoleConfig::new(node, peer);
+        config.epoch = epoch;
+        let mut role = Role::new(config, now, BASE_UNIX_MS);
+        role.promote(now, true).unwrap();
+        while role.poll_action().is_some() {}
+        role
+    }
+
+    fn heartbeat(node: &str, epoch: u64, role: wire::Role) -> wire::Heartbeat {
+        wire::Heartbeat {
+            node: node.to_owned(),
+            epoch,
+            role: role as i32,
+            ..wire::Heartbeat::default()
+        }
+    }
+
+    fn actions(role: &mut Role) -> Vec<Action> {
+        std::iter::from_fn(|| role.poll_action()).collect()
+    }
+
+    #[test]
+    fn two_actives_of_the_same_epoch_keep_the_lower_name() {
+        let now = Instant::now();
+        let mut a = forced_active("a", "b", 4, now);
+        let mut b = forced_active("b", "a", 4, now);
+        assert_eq!((a.epoch(), b.epoch()), (5, 5));
+        a.handle_heartbeat(now, &heartbeat("b", 5, wire::Role::Active));
+        b.handle_heartbeat(now, &heartbeat("a", 5, wire::Role::Active));
+        assert_eq!(a.role(), NodeRole::Active);
+        assert_eq!(b.role(), NodeRole::Standby);
+        assert!(actions(&mut b).contains(&Action::BecomeStandby { epoch: 5 }));
+        assert!(!actions(&mut a)
+            .iter()
+            .any(|x| matches!(x, Action::BecomeStandby { .. })));
+    }
+
+    #[test]
+    fn a_hello_with_a_higher_epoch_fences_the_active_and_is_persisted_first() {
+        let now = Instant::now();
+        let mut a = forced_active("a", "b", 0, now);
+        a.handle_hello(
+            now,
+            &wire::Hello {
+                node: "b".to_owned(),
+                epoch: 9,
+                applied_seq: 0,
+                schema_version: 1,
+            },
+        );
+        assert_eq!(a.role(), NodeRole::Standby);
+        let done = actions(&mut a);
+        let persist = done
+            .iter()
+            .position(|x| *x == Action::PersistEpoch { epoch: 9 });
+        let demote = done
+            .iter()
+            .position(|x| *x == Action::BecomeStandby { epoch: 9 });
+        assert!(persist.unwrap() < demote.unwrap(), "{done:?}");
+        assert_eq!(a.incidents().latest().unwrap().kind, IncidentKind::Fenced);
+    }
+
+    #[test]
+    fn messages_from_an_unknown_node_are_ignored() {
+        let now = Instant::now();
+        let mut a = forced_active("a", "b", 0, now);
+        a.handle_heartbeat(now, &heartbeat("intruder", 99, wire::Role::Active));
+        assert_eq!((a.role(), a.epoch()), (NodeRole::Active, 1));
+    }
+}

@@ -115,7 +115,10 @@ impl Role {
         let theirs = (peer.synced, peer.epoch, peer.seq);
         let win = match mine.cmp(&theirs) {
             std::cmp::Ordering::Greater => true,
-            std::cmp::Ordering::Less => false,
+            std::cmp::Ordering::Less => {
+                self.watch.tie_since = None;
+                false
+            }
             std::cmp::Ordering::Equal => {
                 let since = *self.watch.tie_since.get_or_insert(now);
                 if self.config.prefer_active {
