@@ -176,3 +176,23 @@ fn a_second_node_carries_the_call_on_from_a_snapshot() {
     assert_eq!(standby.core.active_calls(), 0);
     assert_eq!(standby.core.media_ports().unwrap().0, 0);
 }
+
+#[test]
+fn calls_answered_before_a_standby_connects_are_in_its_snapshot() {
+    let mut net = Net::new();
+    let (_, tag) = establish(&mut net, "r7@caller");
+    assert!(changes(&mut net).is_empty(), "no standby, no stream");
+    net.core.set_durability(net.now, Durability::Async);
+    let snapshot = net.core.replication_snapshot(net.now);
+    assert_eq!(snapshot.calls.len(), 1);
+    net.caller_sends(&in_dialog("BYE", "r7@caller", "z9hG4bKr7bye", &tag, 2));
+    let sent = net.drain();
+    net.server_sends(
+        MS1,
+        answer(request_to(&sent, MS1, Method::Bye), 200, "OK", false),
+    );
+    net.drain();
+    assert!(changes(&mut net)
+        .iter()
+        .any(|(_, c)| matches!(c, ReplicationChange::CallRemoved { .. })));
+}

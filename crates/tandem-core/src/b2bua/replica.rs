@@ -220,17 +220,17 @@ impl Core {
     /// Records call `key` for the standby if it is answered (set-up attempts are not replicated:
     /// their transactions die with the node anyway). Returns the change's sequence number.
     pub(super) fn replicate_call(&mut self, now: Instant, key: CallKey) -> Option<u64> {
+        let call = self.calls.get_mut(&key)?;
+        if !matches!(call.state, CallState::Confirmed | CallState::Terminating) {
+            return None;
+        }
+        // Marked even without a standby: a standby that connects later gets it in its snapshot.
+        call.replicated = true;
         if self.replication.durability == Durability::Off {
             return None;
         }
         let call = self.calls.get(&key)?;
-        if !matches!(call.state, CallState::Confirmed | CallState::Terminating) {
-            return None;
-        }
         let snapshot = self.call_snapshot(now, call);
-        if let Some(call) = self.calls.get_mut(&key) {
-            call.replicated = true;
-        }
         Some(
             self.replication
                 .push(ReplicationChange::Call(Box::new(snapshot))),
