@@ -6,6 +6,7 @@
 
 use crate::metrics::{render_prometheus, Snapshot, PROMETHEUS_CONTENT_TYPE};
 use std::time::Duration;
+use tandem_proto::admin::v1 as admin_v1;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
@@ -23,6 +24,32 @@ pub enum AdminRequest {
         /// The caller leg's Call-ID.
         call_id: String,
         reply: oneshot::Sender<Option<String>>,
+    },
+    /// A call of the gRPC admin API (`tandem.admin.v1.Admin`, what `tandemctl` speaks).
+    Grpc(GrpcAdminRequest),
+}
+
+/// The gRPC admin API's calls, each answered with its proto reply by the core task.
+#[derive(Debug)]
+pub enum GrpcAdminRequest {
+    Status(oneshot::Sender<admin_v1::StatusReply>),
+    Promote {
+        force: bool,
+        reply: oneshot::Sender<admin_v1::RoleReply>,
+    },
+    Demote(oneshot::Sender<admin_v1::RoleReply>),
+    Switchover(oneshot::Sender<admin_v1::RoleReply>),
+    Drain {
+        enable: bool,
+        reply: oneshot::Sender<admin_v1::DrainReply>,
+    },
+    ListCalls {
+        limit: u32,
+        reply: oneshot::Sender<admin_v1::ListCallsReply>,
+    },
+    ListIncidents {
+        limit: u32,
+        reply: oneshot::Sender<admin_v1::ListIncidentsReply>,
     },
 }
 

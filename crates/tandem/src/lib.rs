@@ -3,9 +3,11 @@
 //! [`run`]; tests call the same two functions in-process on port 0.
 
 pub mod admin;
+mod admin_answers;
 mod calls_view;
 pub mod cli;
 pub mod config;
+pub mod ha;
 pub mod metrics;
 mod shell;
 pub mod signals;

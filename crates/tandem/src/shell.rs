@@ -44,7 +44,10 @@ pub struct CoreTask {
 #[derive(Debug, Default)]
 struct LoopState {
     counters: ShellCounters,
+    /// Shutting down: the loop ends once no call is left.
     draining: bool,
+    /// Drained for maintenance through the admin API: new calls get 503, the node keeps running.
+    maintenance: bool,
 }
 
 impl CoreTask {
@@ -106,7 +109,7 @@ impl CoreTask {
                         self.core.handle_media_event(now(), next);
                     }
                 }
-                Some(request) = self.admin.recv() => self.answer(request, &state),
+                Some(request) = self.admin.recv() => self.answer(request, &mut state),
             }
             self.flush(&mut state).await;
             if state.draining && self.core.active_calls() == 0 {
@@ -161,13 +164,20 @@ impl CoreTask {
         }
     }
 
-    fn answer(&self, request: AdminRequest, state: &LoopState) {
+    fn answer(&mut self, request: AdminRequest, state: &mut LoopState) {
         match request {
             AdminRequest::Snapshot(reply) => {
                 let _ = reply.send(self.snapshot(state));
             }
             AdminRequest::Calls(reply) => {
                 let _ = reply.send(calls_view::calls_json(&self.core.calls_overview(now())));
+            }
+            AdminRequest::Grpc(request) => {
+                crate::admin_answers::answer_standalone(
+                    &mut self.core,
+                    &mut state.maintenance,
+                    request,
+                );
             }
             AdminRequest::Call { call_id, reply } => {
                 let Some(call) = self.core.call_overview(now(), &call_id) else {
@@ -208,7 +218,7 @@ impl CoreTask {
             active_calls: self.core.active_calls(),
             transactions: self.core.transactions(),
             servers: self.core.server_health(),
-            draining: state.draining,
+            draining: state.draining || state.maintenance,
             media: self.relay.as_ref().map(|relay| MediaSnapshot {
                 relay: relay.totals(),
                 anchor: self.core.media_metrics().unwrap_or_default(),

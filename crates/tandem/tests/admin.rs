@@ -143,6 +143,7 @@ async fn start_admin() -> (SocketAddr, watch::Sender<bool>) {
                 AdminRequest::Calls(reply) => {
                     let _ = reply.send("[]".to_owned());
                 }
+                AdminRequest::Grpc(_) => {}
                 AdminRequest::Call { call_id, reply } => {
                     let known = call_id == "a/b@c d";
                     let _ = reply.send(known.then(|| format!("{{\"call_id\":{call_id:?}}}")));

@@ -264,6 +264,15 @@ impl Core {
         self.draining = true;
     }
 
+    /// Maintenance over: new calls are accepted again.
+    pub fn end_drain(&mut self, _now: Instant) {
+        self.draining = false;
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining
+    }
+
     pub fn active_calls(&self) -> usize {
         self.calls.len()
     }

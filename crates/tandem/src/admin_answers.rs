@@ -1,0 +1,91 @@
+//! The core task's answers to the gRPC admin API (`tandem.admin.v1`): built from the `Core` and,
+//! on a node of an HA pair, its role machine.
+
+use crate::admin::GrpcAdminRequest;
+use crate::now;
+use tandem_core::{CallOverview, Core};
+use tandem_proto::admin::v1 as api;
+
+/// Answers `request` for a node without a peer (`[ha]` not configured).
+pub fn answer_standalone(core: &mut Core, draining: &mut bool, request: GrpcAdminRequest) {
+    match request {
+        GrpcAdminRequest::Status(reply) => {
+            let _ = reply.send(api::StatusReply {
+                role: api::Role::Standalone as i32,
+                active_calls: core.active_calls() as u64,
+                draining: *draining,
+                version: env!("CARGO_PKG_VERSION").to_owned(),
+                ..api::StatusReply::default()
+            });
+        }
+        GrpcAdminRequest::Promote { reply, .. } => {
+            let _ = reply.send(no_peer());
+        }
+        GrpcAdminRequest::Demote(reply) | GrpcAdminRequest::Switchover(reply) => {
+            let _ = reply.send(no_peer());
+        }
+        GrpcAdminRequest::Drain { enable, reply } => {
+            let _ = reply.send(drain(core, draining, enable));
+        }
+        GrpcAdminRequest::ListCalls { limit, reply } => {
+            let _ = reply.send(list_calls(core, limit));
+        }
+        GrpcAdminRequest::ListIncidents { reply, .. } => {
+            let _ = reply.send(api::ListIncidentsReply::default());
+        }
+    }
+}
+
+fn no_peer() -> api::RoleReply {
+    api::RoleReply {
+        ok: false,
+        message: "this node has no peer ([ha] is not configured)".to_owned(),
+        role: api::Role::Standalone as i32,
+        epoch: 0,
+    }
+}
+
+/// Maintenance drain: new calls get 503 while established ones go on.
+pub fn drain(core: &mut Core, draining: &mut bool, enable: bool) -> api::DrainReply {
+    if enable {
+        core.begin_drain(now());
+    } else {
+        core.end_drain(now());
+    }
+    *draining = enable;
+    api::DrainReply {
+        draining: enable,
+        active_calls: core.active_calls() as u64,
+    }
+}
+
+/// Every call (oldest first), at most `limit` of them when it is not 0.
+pub fn list_calls(core: &Core, limit: u32) -> api::ListCallsReply {
+    let mut calls = core.calls_overview(now());
+    if limit > 0 {
+        calls.truncate(limit as usize);
+    }
+    api::ListCallsReply {
+        calls: calls.iter().map(call_summary).collect(),
+    }
+}
+
+fn call_summary(call: &CallOverview) -> api::CallSummary {
+    api::CallSummary {
+        call_id: call.call_id.clone(),
+        state: call.state.as_str().to_owned(),
+        server: call.server.clone().unwrap_or_default(),
+        age_seconds: call.age.as_secs_f64(),
+        agent: String::new(),
+        caller_ports: call
+            .media
+            .iter()
+            .map(|s| u32::from(s.caller.local.rtp()))
+            .collect(),
+        server_ports: call
+            .media
+            .iter()
+            .map(|s| u32::from(s.server.local.rtp()))
+            .collect(),
+    }
+}
