@@ -2,6 +2,7 @@
 //! on a node of an HA pair, its role machine.
 
 use crate::admin::GrpcAdminRequest;
+use crate::ha::HaNode;
 use crate::now;
 use tandem_core::{CallOverview, Core};
 use tandem_proto::admin::v1 as api;
@@ -87,5 +88,93 @@ fn call_summary(call: &CallOverview) -> api::CallSummary {
             .iter()
             .map(|s| u32::from(s.server.local.rtp()))
             .collect(),
+    }
+}
+
+/// Answers `request` for a node of an HA pair.
+pub fn answer_ha(core: &mut Core, ha: &mut HaNode, draining: &mut bool, request: GrpcAdminRequest) {
+    let at = now();
+    match request {
+        GrpcAdminRequest::Status(reply) => {
+            let _ = reply.send(ha_status(core, ha, *draining, at));
+        }
+        GrpcAdminRequest::Promote { force, reply } => {
+            let result = ha.role_mut().promote(at, force);
+            let _ = reply.send(role_reply(ha, result, "promotion under way"));
+        }
+        GrpcAdminRequest::Demote(reply) => {
+            let result = ha.role_mut().demote(at);
+            let _ = reply.send(role_reply(
+                ha,
+                result,
+                "handing the active role to the peer",
+            ));
+        }
+        GrpcAdminRequest::Switchover(reply) => {
+            let result = ha.role_mut().switchover(at);
+            let _ = reply.send(role_reply(ha, result, "switchover under way"));
+        }
+        GrpcAdminRequest::Drain { enable, reply } => {
+            let _ = reply.send(drain(core, draining, enable));
+        }
+        GrpcAdminRequest::ListCalls { limit, reply } => {
+            let _ = reply.send(list_calls(core, limit));
+        }
+        GrpcAdminRequest::ListIncidents { limit, reply } => {
+            let limit = if limit == 0 {
+                usize::MAX
+            } else {
+                limit as usize
+            };
+            let _ = reply.send(api::ListIncidentsReply {
+                incidents: ha.role().incidents().to_proto(limit),
+            });
+        }
+    }
+}
+
+fn ha_status(core: &Core, ha: &HaNode, draining: bool, at: std::time::Instant) -> api::StatusReply {
+    let status = ha.role().status();
+    let (synced, lag_deltas, lag_ms) = match ha.outbox() {
+        Some(outbox) => {
+            let lag = outbox.lag(at);
+            (
+                outbox.synced(),
+                lag.deltas,
+                u64::try_from(lag.oldest.as_millis()).unwrap_or(u64::MAX),
+            )
+        }
+        None => (ha.mirror().synced(), 0, 0),
+    };
+    api::StatusReply {
+        node: ha.settings().node.clone(),
+        role: status.role.to_admin() as i32,
+        epoch: status.epoch,
+        peer: ha.settings().peer.clone(),
+        peer_connected: status.peer_connected,
+        synced,
+        replication_lag_deltas: lag_deltas,
+        replication_lag_ms: lag_ms,
+        active_calls: core.active_calls() as u64,
+        draining,
+        last_incident: ha.role().incidents().latest().map(|i| i.to_proto()),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+    }
+}
+
+fn role_reply(
+    ha: &HaNode,
+    result: Result<(), tandem_ha::RoleError>,
+    accepted: &str,
+) -> api::RoleReply {
+    let status = ha.role().status();
+    api::RoleReply {
+        ok: result.is_ok(),
+        message: match result {
+            Ok(()) => accepted.to_owned(),
+            Err(error) => error.to_string(),
+        },
+        role: status.role.to_admin() as i32,
+        epoch: status.epoch,
     }
 }

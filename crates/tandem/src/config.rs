@@ -63,6 +63,10 @@ pub struct Config {
     pub media_servers: Vec<MediaServerConfig>,
     /// `[media]`; `None` when `media.enabled = false`.
     pub media: Option<MediaSettings>,
+    /// `admin.grpc_listen`: the gRPC admin API.
+    pub admin_grpc_listen: SocketAddr,
+    /// `[ha]`; `None` for a standalone node.
+    pub ha: Option<HaSettings>,
     /// `shutdown.grace`: longest drain after the first SIGTERM/SIGINT.
     pub shutdown_grace: Duration,
     /// `log.level`: tracing filter directives.
@@ -86,6 +90,25 @@ pub struct SipSettings {
     pub server_invite_timeout: Duration,
     /// `[sip.timers]`
     pub timers: Timers,
+}
+
+/// The checked `[ha]` table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HaSettings {
+    pub node: String,
+    pub peer: String,
+    pub listen: SocketAddr,
+    pub peer_address: SocketAddr,
+    pub peer_sip: SocketAddr,
+    pub prefer_active: bool,
+    /// `None`: async; `Some(wait)`: sync with that bounded wait.
+    pub sync_wait: Option<Duration>,
+    pub heartbeat_interval: Duration,
+    pub misses: u32,
+    pub confirm_timeout: Duration,
+    pub state_dir: PathBuf,
+    /// `[ha.vip]`: (address, prefix length, interface).
+    pub vip: Option<(IpAddr, u8, String)>,
 }
 
 /// The checked `[media]` table.
@@ -138,6 +161,8 @@ impl Config {
         let probe = check_pool(&file.pool)?;
         let media_servers = check_media_servers(&file.media_servers, sip.tcp)?;
         let media = check_media(&file.media)?;
+        let admin_grpc_listen = socket_addr("admin.grpc_listen", &file.admin.grpc_listen)?;
+        let ha = file.ha.as_ref().map(check_ha).transpose()?;
         let shutdown_grace = duration("shutdown.grace", &file.shutdown.grace)?;
         let log_level = file.log.level.trim().to_owned();
         if let Err(e) = tracing_subscriber::EnvFilter::builder().parse(&log_level) {
@@ -152,6 +177,8 @@ impl Config {
             probe,
             media_servers,
             media,
+            admin_grpc_listen,
+            ha,
             shutdown_grace,
             log_level,
         })
@@ -186,6 +213,69 @@ impl Config {
         let media = self.media.as_ref()?;
         Some(media.address.unwrap_or(advertised.ip()))
     }
+}
+
+fn check_ha(ha: &file::HaTable) -> Result<HaSettings, ConfigError> {
+    for (key, value) in [("ha.node", &ha.node), ("ha.peer", &ha.peer)] {
+        if value.trim().is_empty() {
+            return Err(ConfigError::invalid(key, "must not be empty"));
+        }
+    }
+    if ha.node.trim() == ha.peer.trim() {
+        return Err(ConfigError::invalid("ha.peer", "must differ from ha.node"));
+    }
+    let sync_wait = match ha.durability.as_str() {
+        "sync" => Some(positive_duration("ha.sync_wait", &ha.sync_wait)?),
+        "async" => None,
+        other => {
+            return Err(ConfigError::invalid(
+                "ha.durability",
+                format!("expected \"sync\" or \"async\", got {other:?}"),
+            ))
+        }
+    };
+    let vip = match &ha.vip {
+        None => None,
+        Some(vip) => {
+            let (ip, prefix) = vip.address.split_once('/').ok_or_else(|| {
+                ConfigError::invalid(
+                    "ha.vip.address",
+                    "expected address/prefix, e.g. 10.0.0.100/24",
+                )
+            })?;
+            let ip: IpAddr = ip.trim().parse().map_err(|_| {
+                ConfigError::invalid("ha.vip.address", format!("invalid IP address {ip:?}"))
+            })?;
+            let max = if ip.is_ipv4() { 32 } else { 128 };
+            let prefix: u8 = prefix
+                .trim()
+                .parse()
+                .ok()
+                .filter(|p| *p <= max)
+                .ok_or_else(|| ConfigError::invalid("ha.vip.address", "invalid prefix length"))?;
+            if vip.interface.trim().is_empty() {
+                return Err(ConfigError::invalid(
+                    "ha.vip.interface",
+                    "must not be empty",
+                ));
+            }
+            Some((ip, prefix, vip.interface.trim().to_owned()))
+        }
+    };
+    Ok(HaSettings {
+        node: ha.node.trim().to_owned(),
+        peer: ha.peer.trim().to_owned(),
+        listen: socket_addr("ha.listen", &ha.listen)?,
+        peer_address: reachable_addr("ha.peer_address", &ha.peer_address)?,
+        peer_sip: reachable_addr("ha.peer_sip", &ha.peer_sip)?,
+        prefer_active: ha.prefer_active,
+        sync_wait,
+        heartbeat_interval: positive_duration("ha.heartbeat_interval", &ha.heartbeat_interval)?,
+        misses: at_least_one("ha.misses", ha.misses)?,
+        confirm_timeout: positive_duration("ha.confirm_timeout", &ha.confirm_timeout)?,
+        state_dir: PathBuf::from(&ha.state_dir),
+        vip,
+    })
 }
 
 fn check_media(media: &file::MediaTable) -> Result<Option<MediaSettings>, ConfigError> {

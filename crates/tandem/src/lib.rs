@@ -31,6 +31,8 @@ use transport::tcp::{ConnectionContext, TcpConnections};
 const INBOUND_QUEUE: usize = 4096;
 /// Admin requests that may wait.
 const ADMIN_QUEUE: usize = 16;
+/// Replication link events that may wait for the core task.
+const LINK_EVENT_QUEUE: usize = 4096;
 /// Packets per recvmmsg/sendmmsg call of the media relay.
 const RELAY_BATCH: usize = 32;
 /// Tries to find a port free for both UDP and TCP when `sip.listen` has port 0.
@@ -135,6 +137,16 @@ pub async fn run(
         _ => None,
     };
 
+    let (link_events_tx, link_events) = mpsc::channel(LINK_EVENT_QUEUE);
+    let ha = match &config.ha {
+        Some(settings) => Some(
+            ha::HaNode::start(settings.clone(), link_events_tx)
+                .await
+                .context("cannot start the replication link")?,
+        ),
+        None => None,
+    };
+
     let (inbound_tx, inbound) = mpsc::channel(INBOUND_QUEUE);
     let (admin_tx, admin_requests) = mpsc::channel(ADMIN_QUEUE);
     let ctx = ConnectionContext::new(inbound_tx, config.sip.tcp_idle_timeout);
@@ -162,6 +174,8 @@ pub async fn run(
         admin: admin_requests,
         relay,
         media_events,
+        ha,
+        link_events,
     };
     task.run(shutdown, config.shutdown_grace).await;
     background.shutdown().await;

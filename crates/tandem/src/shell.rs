@@ -6,6 +6,8 @@
 
 use crate::admin::AdminRequest;
 use crate::calls_view;
+use crate::ha::link::LinkEvent;
+use crate::ha::HaNode;
 use crate::metrics::{MediaSnapshot, ShellCounters, Snapshot};
 use crate::now;
 use crate::transport::tcp::TcpConnections;
@@ -38,6 +40,10 @@ pub struct CoreTask {
     pub relay: Option<Relay>,
     /// What the relay reports (latches, silent sides, bind failures).
     pub media_events: mpsc::UnboundedReceiver<MediaEvent>,
+    /// The HA side of a node with a peer (`[ha]`); `None` for a standalone node.
+    pub ha: Option<HaNode>,
+    /// What the replication link reports (never fires without `[ha]`).
+    pub link_events: mpsc::Receiver<LinkEvent>,
 }
 
 /// Mutable state of a running loop besides the owned parts.
@@ -60,7 +66,13 @@ impl CoreTask {
         let mut core_timer = pin!(sleep_until(Instant::from_std(now())));
         let mut armed: Option<std::time::Instant> = None;
         loop {
-            let deadline = self.core.poll_timeout();
+            let deadline = [
+                self.core.poll_timeout(),
+                self.ha.as_ref().and_then(HaNode::poll_timeout),
+            ]
+            .into_iter()
+            .flatten()
+            .min();
             if deadline != armed {
                 if let Some(at) = deadline {
                     core_timer.as_mut().reset(Instant::from_std(at));
@@ -85,13 +97,19 @@ impl CoreTask {
                 () = &mut core_timer, if armed.is_some() => {
                     armed = None;
                     self.core.handle_timeout(now());
+                    if let Some(ha) = &mut self.ha {
+                        ha.handle_timeout(&mut self.core);
+                    }
                 }
                 ready = self.udp.readable() => {
                     if ready.is_ok() {
                         let at = now();
                         let core = &mut self.core;
+                        let ha = self.ha.as_ref();
                         drain_datagrams(&self.udp, &mut scratch, |payload, from| {
-                            core.handle_message(at, payload, Peer::udp(from));
+                            if ha.is_none_or(|ha| ha.admits(&payload)) {
+                                core.handle_message(at, payload, Peer::udp(from));
+                            }
                         });
                     }
                 }
@@ -110,6 +128,11 @@ impl CoreTask {
                     }
                 }
                 Some(request) = self.admin.recv() => self.answer(request, &mut state),
+                Some(event) = self.link_events.recv() => {
+                    if let Some(ha) = &mut self.ha {
+                        ha.handle_link_event(&mut self.core, event);
+                    }
+                }
             }
             self.flush(&mut state).await;
             if state.draining && self.core.active_calls() == 0 {
@@ -121,7 +144,11 @@ impl CoreTask {
 
     fn handle_inbound(&mut self, inbound: Inbound, state: &mut LoopState) {
         match inbound {
-            Inbound::Message { payload, from } => self.core.handle_message(now(), payload, from),
+            Inbound::Message { payload, from } => {
+                if self.ha.as_ref().is_none_or(|ha| ha.admits(&payload)) {
+                    self.core.handle_message(now(), payload, from);
+                }
+            }
             Inbound::Accepted { conn, addr, writer } => match &mut self.tcp {
                 Some(tcp) => tcp.accepted(conn, addr, writer),
                 None => drop(writer),
@@ -145,6 +172,9 @@ impl CoreTask {
     /// Sends everything the core queued (including what transport errors make it queue), then
     /// logs its events.
     async fn flush(&mut self, state: &mut LoopState) {
+        if let Some(ha) = &mut self.ha {
+            ha.after_core(&mut self.core);
+        }
         while let Some(transmit) = self.core.poll_transmit() {
             let dest = transmit.dest;
             if let Err(error) = self.send(transmit).await {
@@ -172,13 +202,19 @@ impl CoreTask {
             AdminRequest::Calls(reply) => {
                 let _ = reply.send(calls_view::calls_json(&self.core.calls_overview(now())));
             }
-            AdminRequest::Grpc(request) => {
-                crate::admin_answers::answer_standalone(
+            AdminRequest::Grpc(request) => match &mut self.ha {
+                Some(ha) => crate::admin_answers::answer_ha(
+                    &mut self.core,
+                    ha,
+                    &mut state.maintenance,
+                    request,
+                ),
+                None => crate::admin_answers::answer_standalone(
                     &mut self.core,
                     &mut state.maintenance,
                     request,
-                );
-            }
+                ),
+            },
             AdminRequest::Call { call_id, reply } => {
                 let Some(call) = self.core.call_overview(now(), &call_id) else {
                     let _ = reply.send(None);

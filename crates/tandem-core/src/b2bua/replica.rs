@@ -217,6 +217,27 @@ impl Core {
         restored
     }
 
+    /// Demotion: every call is forgotten without a BYE (the new active carries them on); their
+    /// relay ports are released and the data plane told to close them. Returns how many.
+    pub fn drop_all_calls(&mut self) -> usize {
+        let keys: Vec<CallKey> = self.calls.keys().copied().collect();
+        for key in &keys {
+            if let Some(c) = self.calls.remove(key) {
+                self.dialogs.remove(&c.caller.local_tag);
+                self.dialogs.remove(&c.server.local_tag);
+                if let Some(server) = c.server_index {
+                    self.pool.call_ended(server);
+                }
+                self.release_media(*key, &c.media);
+            }
+        }
+        self.replication.changes.clear();
+        while let Some(parked) = self.replication.parked.pop_front() {
+            drop(parked);
+        }
+        keys.len()
+    }
+
     /// Records call `key` for the standby if it is answered (set-up attempts are not replicated:
     /// their transactions die with the node anyway). Returns the change's sequence number.
     pub(super) fn replicate_call(&mut self, now: Instant, key: CallKey) -> Option<u64> {

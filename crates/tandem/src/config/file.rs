@@ -17,6 +17,8 @@ pub struct ConfigFile {
     pub pool: PoolTable,
     /// `[media]`: RTP/RTCP anchoring on Tandem's relay ports.
     pub media: MediaTable,
+    /// `[ha]`: hot standby with a peer node; absent: a standalone node.
+    pub ha: Option<HaTable>,
     /// `[[media_server]]`: the Asterisk servers calls are spread over, in order.
     #[serde(rename = "media_server")]
     pub media_servers: Vec<MediaServerTable>,
@@ -92,12 +94,16 @@ impl Default for TimersTable {
 pub struct AdminTable {
     /// HTTP listen address `ip:port` for `GET /metrics` and `GET /health`. Default `127.0.0.1:9090`.
     pub listen: String,
+    /// gRPC listen address of the admin API (`tandem.admin.v1`, what `tandemctl` speaks). Default
+    /// `127.0.0.1:9091`.
+    pub grpc_listen: String,
 }
 
 impl Default for AdminTable {
     fn default() -> Self {
         AdminTable {
             listen: "127.0.0.1:9090".into(),
+            grpc_listen: "127.0.0.1:9091".into(),
         }
     }
 }
@@ -169,6 +175,79 @@ impl Default for MediaTable {
             latch_any_ip: false,
         }
     }
+}
+
+/// `[ha]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HaTable {
+    /// This node's name. Required.
+    pub node: String,
+    /// The peer node's name. Required.
+    pub peer: String,
+    /// Where this node's replication gRPC server listens (`ip:port`, on the replication network).
+    /// Required.
+    pub listen: String,
+    /// The peer's replication gRPC address. Required.
+    pub peer_address: String,
+    /// The peer's own SIP address (not the service address): the second path that confirms the
+    /// peer is gone before a takeover. Required.
+    pub peer_sip: String,
+    /// This node wins when both start together. Default false.
+    #[serde(default)]
+    pub prefer_active: bool,
+    /// `"sync"`: a call's 2xx reaches the caller once the standby has the call (bounded by
+    /// `sync_wait`); `"async"`: never wait. Default `"sync"`.
+    #[serde(default = "default_durability")]
+    pub durability: String,
+    /// Longest wait of an answer for the standby in `sync`; then it goes on and is counted.
+    /// Default `50ms`.
+    #[serde(default = "default_sync_wait")]
+    pub sync_wait: String,
+    /// Heartbeats are sent this often. Default `50ms`.
+    #[serde(default = "default_heartbeat")]
+    pub heartbeat_interval: String,
+    /// Heartbeat intervals missed before the peer is suspected. Default 4.
+    #[serde(default = "default_misses")]
+    pub misses: u32,
+    /// Longest wait for the second path's answer; none counts as dead. Default `100ms`.
+    #[serde(default = "default_confirm")]
+    pub confirm_timeout: String,
+    /// Folder of the node's persistent state (the epoch file). Default `/var/lib/tandem`.
+    #[serde(default = "default_state_dir")]
+    pub state_dir: String,
+    /// The service address Tandem moves itself on takeover; absent: an outside agent (keepalived's
+    /// notify scripts calling the admin API) moves it.
+    pub vip: Option<VipTable>,
+}
+
+/// `[ha.vip]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VipTable {
+    /// Address with prefix length, e.g. `"10.0.0.100/24"`.
+    pub address: String,
+    /// Interface the address goes on, e.g. `"eth0"`.
+    pub interface: String,
+}
+
+fn default_durability() -> String {
+    "sync".into()
+}
+fn default_sync_wait() -> String {
+    "50ms".into()
+}
+fn default_heartbeat() -> String {
+    "50ms".into()
+}
+fn default_misses() -> u32 {
+    4
+}
+fn default_confirm() -> String {
+    "100ms".into()
+}
+fn default_state_dir() -> String {
+    "/var/lib/tandem".into()
 }
 
 /// One `[[media_server]]`.

@@ -1,0 +1,75 @@
+//! The service address (VIP) a node takes when it becomes active and gives up when it becomes
+//! standby, when Tandem moves it itself (`[ha.vip]`): `ip addr replace` / `ip addr del` on the
+//! configured interface, then gratuitous ARP (`arping -U`) so that neighbours send to this node at
+//! once. Without `[ha.vip]` an outside agent (keepalived's notify scripts) moves the address.
+
+use std::net::IpAddr;
+use std::process::{Command, Stdio};
+
+/// The address and where it goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceAddress {
+    pub ip: IpAddr,
+    pub prefix: u8,
+    pub interface: String,
+}
+
+impl ServiceAddress {
+    fn cidr(&self) -> String {
+        format!("{}/{}", self.ip, self.prefix)
+    }
+
+    /// Adds the address (idempotent) and announces it. The announcement runs in the background.
+    pub fn take(&self) -> Result<(), String> {
+        run(
+            "ip",
+            &["addr", "replace", &self.cidr(), "dev", &self.interface],
+        )?;
+        if self.ip.is_ipv4() {
+            // Unsolicited ARP: every neighbour updates its cache to this node's MAC.
+            let spawned = Command::new("arping")
+                .args(["-U", "-c", "2", "-w", "2", "-I", &self.interface])
+                .arg(self.ip.to_string())
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn();
+            match spawned {
+                // Reaped by a thread so no zombie stays behind.
+                Ok(mut child) => {
+                    std::thread::spawn(move || child.wait());
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "gratuitous ARP not sent (is arping installed?)")
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes the address; not having it is fine.
+    pub fn release(&self) -> Result<(), String> {
+        match run("ip", &["addr", "del", &self.cidr(), "dev", &self.interface]) {
+            Ok(()) => Ok(()),
+            Err(error) if error.contains("Cannot assign") => Ok(()),
+            Err(error) => Err(error),
+        }
+    }
+}
+
+fn run(program: &str, args: &[&str]) -> Result<(), String> {
+    let output = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("{program}: {e}"))?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{program} {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stderr).trim()
+        ))
+    }
+}
