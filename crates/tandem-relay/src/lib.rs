@@ -46,7 +46,7 @@
 //!
 //! # Measured
 //!
-//! `tests/throughput.rs` (ignored by default) drives one shard over loopback: about 3.5 µs of relay
+//! `cargo bench -p tandem-relay --bench throughput` drives one shard over loopback: about 3.5 µs of relay
 //! thread CPU per packet on the 2-core development VM with batches of ~30, of which user space is
 //! about 2 % and the loopback delivery into the receiving test socket (charged to the sending
 //! thread, done by the NIC on a real network) about 60 %.

@@ -1,8 +1,8 @@
-//! Loopback throughput and CPU cost per packet of one relay shard. Ignored by default (it loads the
-//! machine for a few seconds); run it with
+//! Loopback throughput and CPU cost per packet of one relay shard (a benchmark: it loads the
+//! machine for a few seconds). Run it with
 //!
 //! ```text
-//! cargo test -p tandem-relay --release --test throughput -- --ignored --nocapture
+//! cargo bench -p tandem-relay --bench throughput
 //! ```
 //!
 //! 20 calls on one shard; the test thread sends bursts of 16 (`RELAY_BENCH_BURST`) G.711-sized packets from each caller
@@ -12,6 +12,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+#[path = "../tests/support/mod.rs"]
 mod support;
 
 use std::net::UdpSocket;
@@ -45,9 +46,7 @@ fn thread_cpu(name: &str) -> Option<u64> {
     None
 }
 
-#[test]
-#[ignore = "load test: run explicitly with --ignored --nocapture"]
-fn loopback_throughput_of_one_shard() {
+fn main() {
     let base = 42000;
     let relay = Harness::start(config(1));
     let mut callers = Vec::new();
