@@ -36,25 +36,32 @@
 # 0 allocations per packet (ALLOC_PROBE).
 #
 # Measured 2026-11-21 on the project VM (2 vCPU AMD EPYC, 24 GiB, Debian 12, kernel 6.18), rtpengine
-# 10.5.3.5 (Debian 12), `SKIP_BUILD=1 benches/rtp-load.sh` (defaults: 10 s per step, pinned), with
-# other builds compiling on the same two cores the whole time: latency percentiles and the highest
-# clean rates move a lot between runs; CPU per packet less so. Compare ratios from one run.
-#   generator alone (none): 50,000 pps 4.96 us CPU per packet (send + receive back), p50/p99 23/62 us;
-#     200,000 pps 3.52 us. Through a relay it costs 5.9-6.3 us per packet, and at 2000 calls
-#     (200,000 pps offered) it could not keep up while sharing its core (pps_sent below 200,000).
-#   500 calls x 50 pps each way (50,000 pps), both without loss:
-#     rtpengine: 10.9 us CPU per packet (0.0109 CPU s per 1,000), 55 % of a core, 44 KiB RSS per call,
-#                5.8 allocations per packet (g_slice), p50/p99 164 us / 24 ms
-#     Tandem:     8.8 us per packet (0.0088 s per 1,000), 44 % of a core, 7.8 KiB RSS per call,
-#                0.0007 allocations per packet (the SIP side's, none per packet), p50/p99 135 us / 25 ms
-#   highest rate with < 0.1 % loss (500 calls, per-stream rate stepped up): rtpengine 69,973 pps
-#     (90 pps/stream: 54 % loss); Tandem 199,961 pps (the last step then, 99.6 % of its core)
-#   2000 calls (offered 90,711 / 149,498 pps, generator-limited): rtpengine 24 % loss, Tandem 9 %.
-#   Tandem / rtpengine: packets per CPU-second x1.25 at 50,000 pps (x1.50 and x1.46 at the 50,000 and
-#   70,000 pps saturation steps): the 2x target is NOT met; clean rate x2.86; memory per call x0.18.
+# 10.5.3.5 (Debian 12), three runs of `SKIP_BUILD=1 benches/rtp-load.sh` (10 s per step, pinned)
+# between 15:25 and 15:47 UTC, with other builds compiling on the same two cores the whole time
+# (load average 1.6-4.5): latency percentiles and the highest clean rates moved a lot between runs,
+# CPU per packet less. Figures are run 1 / run 2 / run 3; compare ratios within one run.
+#   500 calls x 50 pps each way (50,000 pps), no loss in any run:
+#     rtpengine: CPU per packet 10.9 / 11.9 / 9.5 us (0.0109 / 0.0119 / 0.0095 CPU s per 1,000),
+#                48-60 % of a core; 44.2 KiB RSS per call; 5.8 / 8.9 / 9.0 allocations per packet
+#                (GLib g_slice); latency p50 164 / 134 / 124 us, p99 24 / 2.7 / 14 ms
+#     Tandem:    8.8 / 8.3 / 8.6 us (0.0088 / 0.0083 / 0.0086 s per 1,000), 41-44 % of a core;
+#                7.7-7.9 KiB RSS per call; 0.0007 allocations per packet (about 36 a second from the
+#                SIP side whatever the packet rate: none per packet); p50 135 / 100 / 128 us,
+#                p99 25 / 1.1 / 41 ms
+#   Tandem / rtpengine packets per CPU-second: x1.25 / x1.44 / x1.10 (x1.25-1.68 at the other
+#     steps both ran clean): the 2x target is NOT met. Memory per call x0.17-0.18.
+#   Highest rate with < 0.1 % loss (500 calls, per-stream rate stepped up): rtpengine 70,000 / 90,000
+#     / 90,000 pps (then 37-66 % loss); Tandem >= 200,000 pps in run 1 (every step clean, 99.6 % of
+#     its core at 200,000), generator-bound at 90,000 and 71,000 pps in runs 2 and 3 (no loss).
+#   2000 calls x 50 pps (200,000 pps offered; the generator reached 90,000-186,000 while sharing its
+#     core): rtpengine 24-34 % loss; Tandem 0-9 % loss (alone later: 195,573 pps relayed, 0 loss,
+#     99.9 % of its core, 5.2 us per packet).
+#   Generator's own CPU per packet (one send + its receive back): 5.0-5.3 us at 50,000 pps and
+#     3.5-3.7 us at 200,000 pps with no relay (p50/p99 24/62 us on bare loopback); 5.4-6.6 us through
+#     a relay. Half of rtpengine's cost, not far below Tandem's.
 #   Where the CPU goes (perf, Tandem at 50,000 pps): 88 % in the kernel (sendmmsg 57 % including the
-#   loopback delivery to the receiver, recvmmsg 20 %, epoll_wait 13 %), so both relays sit close to
-#   the kernel's per-packet UDP cost on this VM, which the generator pays too.
+#     loopback delivery to the receiving socket, recvmmsg 20 %, epoll_wait 13 %): both relays sit near
+#     the kernel's per-packet UDP cost on this VM, which the generator pays as well.
 set -uo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)

@@ -76,6 +76,10 @@ pub struct StepReport {
     pub send_time: Duration,
     /// Packets that were due but not sent by the end (the generator could not keep up).
     pub behind: u64,
+    /// `sendmmsg` calls that failed, or sent only part of the batch (socket buffer full).
+    pub send_stalls: u64,
+    /// The last error `sendmmsg` returned, if any.
+    pub send_error: Option<std::io::ErrorKind>,
     /// One-way latency, send to relay's send, microseconds.
     pub latency: Histogram,
 }
@@ -206,6 +210,8 @@ impl Blaster {
             unstamped: 0,
             send_time: Duration::ZERO,
             behind: 0,
+            send_stalls: 0,
+            send_error: None,
             latency: Histogram::default(),
         };
         if self.flows.is_empty() {
@@ -288,7 +294,10 @@ impl Blaster {
             }
             let sent = match sys::send_batch(&self.sockets[usize::from(socket)], &self.send) {
                 Ok(sent) => sent as u64,
-                Err(_) => 0,
+                Err(e) => {
+                    report.send_error = Some(e.kind());
+                    0
+                }
             };
             for k in 0..sent {
                 let index = self.order[((cursor + k) % cycle) as usize] as usize;
@@ -299,6 +308,7 @@ impl Blaster {
             }
             cursor += sent;
             if sent < n {
+                report.send_stalls += 1;
                 break; // socket buffer full: try again next turn
             }
         }

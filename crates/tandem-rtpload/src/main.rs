@@ -293,6 +293,13 @@ fn print_result(
         .kv("loss_ab_pct", format!("{:.4}", report.loss_pct(Some(0))))
         .kv("loss_ba_pct", format!("{:.4}", report.loss_pct(Some(1))))
         .kv("behind", report.behind)
+        .kv("send_stalls", report.send_stalls)
+        .kv(
+            "send_error",
+            report
+                .send_error
+                .map_or_else(|| "none".to_string(), |k| format!("{k:?}")),
+        )
         .kv("stale", report.stale)
         .kv("foreign", report.foreign)
         .kv("unstamped", report.unstamped)
