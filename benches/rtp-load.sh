@@ -48,7 +48,7 @@
 #                7.7-7.9 KiB RSS per call; 0.0007 allocations per packet (about 36 a second from the
 #                SIP side whatever the packet rate: none per packet); p50 135 / 100 / 128 us,
 #                p99 25 / 1.1 / 41 ms
-#   Tandem / rtpengine packets per CPU-second: x1.25 / x1.44 / x1.10 (x1.25-1.68 at the other
+#   Tandem / rtpengine packets per CPU-second: x1.25 / x1.44 / x1.10 (x1.19-1.53 at the other
 #     steps both ran clean): the 2x target is NOT met. Memory per call x0.17-0.18.
 #   Highest rate with < 0.1 % loss (500 calls, per-stream rate stepped up): rtpengine 70,000 / 90,000
 #     / 90,000 pps (then 37-66 % loss); Tandem >= 200,000 pps in run 1 (every step clean, 99.6 % of
