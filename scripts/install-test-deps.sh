@@ -1,7 +1,8 @@
 #!/bin/bash
 # install-test-deps.sh -- install what Tandem's real-peer tests need (idempotent).
 #
-# As root: installs the Debian packages (sipp, kamailio, debootstrap, tcpdump, tshark, zstd, iproute2) and
+# As root: installs the Debian packages (sipp, kamailio, debootstrap, tcpdump, tshark, zstd, iproute2; for the
+# network-namespace tests keepalived, iputils-arping, iputils-ping, iptables) and
 # builds or reuses the Asterisk 22 chroot (Debian sid) used by tests/tests/asterisk.rs.
 # Not root: prints what is missing and exits 0, so that test runs without root skip those tests cleanly.
 #
@@ -26,6 +27,12 @@ declare -A PKG_OF=(
   [tshark]=tshark
   [zstd]=zstd
   [ip]=iproute2
+  [tc]=iproute2
+  [ss]=iproute2
+  [keepalived]=keepalived
+  [arping]=iputils-arping
+  [ping]=iputils-ping
+  [iptables]=iptables
 )
 
 missing_pkgs() {
