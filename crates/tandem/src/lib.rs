@@ -4,6 +4,7 @@
 
 pub mod admin;
 mod admin_answers;
+pub mod admin_grpc;
 mod calls_view;
 pub mod cli;
 pub mod config;
