@@ -67,6 +67,8 @@ pub struct TandemConfig {
     pub tcp: bool,
     /// Admin HTTP address (GET /metrics).
     pub admin: SocketAddr,
+    /// Admin gRPC address (what tandemctl speaks).
+    pub admin_grpc: SocketAddr,
     /// Time between two health probes of one server.
     pub probe_interval: Duration,
     /// A probe without a final answer within this time failed.
@@ -96,6 +98,7 @@ impl TandemConfig {
             sip: family.addr(free_port()),
             tcp: true,
             admin: family.addr(free_port()),
+            admin_grpc: family.addr(free_port()),
             probe_interval: Duration::from_millis(500),
             probe_timeout: Duration::from_millis(300),
             failures_to_down: 2,
@@ -122,11 +125,12 @@ impl TandemConfig {
     /// The config file's text (TOML).
     pub fn to_toml(&self) -> String {
         let mut text = format!(
-            "[sip]\nlisten = \"{}\"\ntcp = {}\n\n[admin]\nlisten = \"{}\"\n\n[pool]\n\
+            "[sip]\nlisten = \"{}\"\ntcp = {}\n\n[admin]\nlisten = \"{}\"\ngrpc_listen = \"{}\"\n\n[pool]\n\
              probe_interval = \"{}ms\"\nprobe_timeout = \"{}ms\"\nfailures_to_down = {}\nsuccesses_to_up = {}\n",
             self.sip,
             self.tcp,
             self.admin,
+            self.admin_grpc,
             self.probe_interval.as_millis(),
             self.probe_timeout.as_millis(),
             self.failures_to_down,
@@ -317,8 +321,10 @@ mod tests {
         let mut config = TandemConfig::new(&["127.0.0.1:5070".parse().unwrap()], Transport::Tcp);
         config.sip = "127.0.0.1:5060".parse().unwrap();
         config.admin = "127.0.0.1:9090".parse().unwrap();
+        config.admin_grpc = "127.0.0.1:9091".parse().unwrap();
         config.media.ports = 10000..=10199;
-        let expected = "[sip]\nlisten = \"127.0.0.1:5060\"\ntcp = true\n\n[admin]\nlisten = \"127.0.0.1:9090\"\n\n\
+        let expected = "[sip]\nlisten = \"127.0.0.1:5060\"\ntcp = true\n\n[admin]\nlisten = \"127.0.0.1:9090\"\n\
+                        grpc_listen = \"127.0.0.1:9091\"\n\n\
                         [pool]\nprobe_interval = \"500ms\"\nprobe_timeout = \"300ms\"\nfailures_to_down = 2\n\
                         successes_to_up = 2\n\n[media]\naddress = \"127.0.0.1\"\nport_min = 10000\nport_max = 10199\n\
                         inactivity_timeout = \"60000ms\"\nshards = 2\nlatch_any_ip = false\n\n[[media_server]]\nname = \"ms1\"\naddress = \"127.0.0.1:5070\"\n\

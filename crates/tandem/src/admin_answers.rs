@@ -12,6 +12,7 @@ pub fn answer_standalone(core: &mut Core, draining: &mut bool, request: GrpcAdmi
     match request {
         GrpcAdminRequest::Status(reply) => {
             let _ = reply.send(api::StatusReply {
+                node: "standalone".to_owned(),
                 role: api::Role::Standalone as i32,
                 active_calls: core.active_calls() as u64,
                 draining: *draining,

@@ -54,6 +54,8 @@ pub struct BoundListeners {
     pub tcp: Option<TcpListener>,
     /// HTTP admin endpoint on `admin.listen`.
     pub admin: TcpListener,
+    /// gRPC admin API on `admin.grpc_listen`.
+    pub admin_grpc: TcpListener,
 }
 
 impl BoundListeners {
@@ -67,7 +69,17 @@ impl BoundListeners {
         let admin = TcpListener::bind(config.admin_listen)
             .await
             .with_context(|| format!("cannot bind admin.listen {}", config.admin_listen))?;
-        Ok(BoundListeners { udp, tcp, admin })
+        let admin_grpc = TcpListener::bind(config.admin_grpc_listen)
+            .await
+            .with_context(|| {
+                format!("cannot bind admin.grpc_listen {}", config.admin_grpc_listen)
+            })?;
+        Ok(BoundListeners {
+            udp,
+            tcp,
+            admin,
+            admin_grpc,
+        })
     }
 
     /// The bound SIP address (UDP and TCP).
@@ -152,6 +164,11 @@ pub async fn run(
     let (admin_tx, admin_requests) = mpsc::channel(ADMIN_QUEUE);
     let ctx = ConnectionContext::new(inbound_tx, config.sip.tcp_idle_timeout);
     let mut background = JoinSet::new();
+    let admin_grpc_addr = bound
+        .admin_grpc
+        .local_addr()
+        .context("admin gRPC socket has no local address")?;
+    background.spawn(admin_grpc::serve(bound.admin_grpc, admin_tx.clone()));
     background.spawn(admin::serve(bound.admin, admin_tx));
     if let Some(listener) = bound.tcp {
         background.spawn(transport::tcp::accept_loop(listener, ctx.clone()));
@@ -162,6 +179,7 @@ pub async fn run(
         sip = %sip_addr,
         %advertised,
         admin = %admin_addr,
+        admin_grpc = %admin_grpc_addr,
         tcp = config.sip.tcp,
         media_servers = config.media_servers.len(),
         media = ?config.media_address(advertised),

@@ -204,7 +204,7 @@ impl Drop for Serving {
 #[test]
 fn sigterm_without_calls_drains_and_exits_0() {
     let config = TempConfig::new(
-        "[sip]\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n\
+        "[sip]\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\ngrpc_listen = \"127.0.0.1:0\"\n\
          [[media_server]]\nname = \"a\"\naddress = \"127.0.0.1:5080\"\n",
     );
     let tandem = Serving::start(&config);
@@ -217,7 +217,7 @@ fn sigterm_without_calls_drains_and_exits_0() {
 async fn a_second_signal_stops_at_once_with_a_call_up() {
     let (media, _seen) = support::start_media_server().await;
     let config = TempConfig::new(&format!(
-        "[sip]\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n\
+        "[sip]\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\ngrpc_listen = \"127.0.0.1:0\"\n\
          [shutdown]\ngrace = \"1h\"\n\
          [[media_server]]\nname = \"a\"\naddress = \"{media}\"\n"
     ));

@@ -32,6 +32,7 @@ async fn start_tandem(media: SocketAddr, grace: &str) -> Tandem {
         listen = "127.0.0.1:0"
         [admin]
         listen = "127.0.0.1:0"
+        grpc_listen = "127.0.0.1:0"
         [pool]
         probe_interval = "200ms"
         probe_timeout = "100ms"

@@ -209,6 +209,12 @@ impl HaNode {
                     }
                 }
             }
+            // Late events of a stream this node already hung up (it became active) are ignored.
+            LinkEvent::ActiveConnected | LinkEvent::FromActive(_)
+                if self.role.role() == NodeRole::Active =>
+            {
+                self.link.hang_up();
+            }
             LinkEvent::ActiveConnected => {
                 self.dialled = true;
                 self.role.handle_peer_connected(at);
