@@ -24,14 +24,16 @@
 //! with the prefix of a run that crashed first removes what that run left. Prefixes must be unique
 //! among the tests running at the same time.
 
+mod peers;
+
+pub use peers::{NsSipp, NsTandem};
+
 use crate::process::{wait_for, ChildGuard};
-use crate::sipp::{find_file, MessageCounts, Sipp, SippOutcome, SippStats};
-use crate::tandem::{tandem_binary, MediaConfig, TandemConfig};
 use anyhow::{bail, ensure, Context, Result};
 use std::ffi::OsStr;
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::net::Ipv4Addr;
+use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -42,8 +44,6 @@ pub const SERVICE_DEV: &str = "svc0";
 pub const REPLICATION_DEV: &str = "rep0";
 /// The VIP's host number on the service subnet.
 const VIP_HOST: u8 = 100;
-/// How long Tandem may take to bind its SIP socket.
-const TANDEM_START: Duration = Duration::from_secs(10);
 
 /// A node of the topology.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -191,12 +191,13 @@ impl Topology {
     fn create(&self) -> Result<()> {
         for namespace in self.namespaces() {
             run(Command::new("ip").args(["netns", "add", &namespace]))?;
-            self.ip_in(&namespace, &["link", "set", "lo", "up"])?;
+            self.ip_in(&namespace, "link set lo up")?;
         }
         let switch = self.switch();
         for net in [Net::Service, Net::Replication] {
-            self.ip_in(&switch, &["link", "add", net.bridge(), "type", "bridge"])?;
-            self.ip_in(&switch, &["link", "set", net.bridge(), "up"])?;
+            let bridge = net.bridge();
+            self.ip_in(&switch, &format!("link add {bridge} type bridge"))?;
+            self.ip_in(&switch, &format!("link set {bridge} up"))?;
             for &node in net.nodes() {
                 self.plug(node, net)?;
             }
@@ -209,36 +210,18 @@ impl Topology {
 
     /// A veth from `node`'s interface on `net` to a port of that net's bridge.
     fn plug(&self, node: Node, net: Net) -> Result<()> {
-        let namespace = self.namespace(node);
-        let port = net.port(node);
+        let (namespace, port, dev) = (self.namespace(node), net.port(node), net.dev());
         let switch = self.switch();
+        let bridge = net.bridge();
         self.ip_in(
             &switch,
-            &[
-                "link",
-                "add",
-                &port,
-                "type",
-                "veth",
-                "peer",
-                "name",
-                net.dev(),
-                "netns",
-                &namespace,
-            ],
+            &format!("link add {port} type veth peer name {dev} netns {namespace}"),
         )?;
-        self.ip_in(
-            &switch,
-            &["link", "set", &port, "master", net.bridge(), "up"],
-        )?;
-        let dev = net.dev();
-        self.ip(
-            node,
-            &["link", "set", dev, "address", &self.mac_on(node, net)],
-        )?;
-        let address = format!("{}/24", self.address_on(node, net));
-        self.ip(node, &["addr", "add", &address, "dev", dev])?;
-        self.ip(node, &["link", "set", dev, "up"])?;
+        self.ip_in(&switch, &format!("link set {port} master {bridge} up"))?;
+        let (mac, address) = (self.mac_on(node, net), self.address_on(node, net));
+        self.ip(node, &format!("link set {dev} address {mac}"))?;
+        self.ip(node, &format!("addr add {address}/24 dev {dev}"))?;
+        self.ip(node, &format!("link set {dev} up"))?;
         Ok(())
     }
 
@@ -317,7 +300,8 @@ impl Topology {
 
     /// Starts `command` in `node`'s namespace as [`ChildGuard::spawn`] does (its program, arguments,
     /// environment and working directory are kept; `ip netns exec` execs it, so the guard's pid is
-    /// the program's). Whatever still runs in the namespace when the topology is dropped is killed.
+    /// the program's), and waits (at most 2 s) until it is in the namespace. Whatever still runs
+    /// in the namespace when the topology is dropped is killed.
     pub fn spawn(
         &self,
         node: Node,
@@ -337,7 +321,15 @@ impl Topology {
         if let Some(dir) = command.get_current_dir() {
             wrapped.current_dir(dir);
         }
-        ChildGuard::spawn(name, wrapped, log_dir, own_group)
+        let mut guard = ChildGuard::spawn(name, wrapped, log_dir, own_group)?;
+        // `ip netns exec` enters the namespace after the spawn returns; once it has, the process is
+        // among the namespace's pids, which Drop and kill_all kill
+        let pid = guard.pid();
+        wait_for(Instant::now() + Duration::from_secs(2), || {
+            let entered = self.pids(node).is_ok_and(|pids| pids.contains(&pid));
+            (entered || !guard.is_running()).then_some(())
+        });
+        Ok(guard)
     }
 
     /// The pids of every process in `node`'s namespace.
@@ -346,7 +338,9 @@ impl Topology {
     }
 
     /// `kill -9` of every process in `node`'s namespace (a node whose software dies at once);
-    /// returns how many there were.
+    /// returns how many there were. A process spawned an instant before may not be in the
+    /// namespace yet (`ip netns exec` enters it after the spawn returns): wait for its pid in
+    /// [`Topology::pids`] first.
     pub fn kill_all(&self, node: Node) -> Result<usize> {
         let pids = self.pids(node)?;
         kill_pids(&pids);
@@ -386,11 +380,11 @@ impl Topology {
         let switch = self.switch();
         for net in nets.into_iter().filter(|net| net.nodes().contains(&node)) {
             let state = if up { "up" } else { "down" };
-            self.ip_in(&switch, &["link", "set", &net.port(node), state])?;
+            self.ip_in(&switch, &format!("link set {} {state}", net.port(node)))?;
             if up {
                 let deadline = Instant::now() + Duration::from_secs(3);
                 let carrier = wait_for(deadline, || {
-                    self.ip(node, &["link", "show", net.dev()])
+                    self.ip(node, &format!("link show {}", net.dev()))
                         .is_ok_and(|text| text.contains("LOWER_UP"))
                         .then_some(())
                 });
@@ -412,48 +406,33 @@ impl Topology {
             "loss of {percent} % is not a percentage"
         );
         self.clear_replication_loss()?;
-        let loss = format!("{percent}%");
         let mut method = LossMethod::Netem;
         for node in Node::TANDEMS {
             if method == LossMethod::Netem {
-                let netem = [
-                    "tc",
-                    "qdisc",
-                    "replace",
-                    "dev",
-                    REPLICATION_DEV,
-                    "root",
-                    "netem",
-                    "loss",
-                    &loss,
-                ];
-                let output = self.exec(node, &netem)?;
+                let netem =
+                    format!("tc qdisc replace dev {REPLICATION_DEV} root netem loss {percent}%");
+                let output = self.exec_line(node, &netem)?;
                 if output.status.success() {
                     continue;
                 }
                 let error = String::from_utf8_lossy(&output.stderr);
                 ensure!(
                     error.contains("qdisc kind is unknown") && node == Node::TandemA,
-                    "{netem:?} in {node}: {error}"
+                    "{netem} in {node}: {error}"
                 );
                 method = LossMethod::Iptables;
             }
             let probability = format!("{:.6}", percent / 100.0);
-            run(self.command(node, "iptables").args([
-                "-w",
-                "-A",
-                "OUTPUT",
-                "-o",
-                REPLICATION_DEV,
-                "-m",
-                "statistic",
-                "--mode",
-                "random",
-                "--probability",
-                &probability,
-                "-j",
-                "DROP",
-            ]))?;
+            let drop = format!(
+                "iptables -w -A OUTPUT -o {REPLICATION_DEV} -m statistic --mode random \
+                 --probability {probability} -j DROP"
+            );
+            let output = self.exec_line(node, &drop)?;
+            ensure!(
+                output.status.success(),
+                "{drop} in {node}: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
         }
         Ok(method)
     }
@@ -463,11 +442,8 @@ impl Topology {
         for node in Node::TANDEMS {
             if self.replication_loss_of(node)?.is_some() {
                 // one of the two is there; the other's "nothing to delete" is expected
-                let _ = self.exec(
-                    node,
-                    &["tc", "qdisc", "del", "dev", REPLICATION_DEV, "root"],
-                );
-                let _ = self.exec(node, &["iptables", "-w", "-F", "OUTPUT"]);
+                let _ = self.exec_line(node, &format!("tc qdisc del dev {REPLICATION_DEV} root"));
+                let _ = self.exec_line(node, "iptables -w -F OUTPUT");
             }
             ensure!(
                 self.replication_loss_of(node)?.is_none(),
@@ -480,14 +456,14 @@ impl Topology {
     /// The loss in percent configured on `node`'s replication interface, read back from
     /// `tc qdisc show` (netem) or `iptables -S OUTPUT`; `None` when there is none.
     pub fn replication_loss_of(&self, node: Node) -> Result<Option<f64>> {
-        let qdisc = self.exec(node, &["tc", "qdisc", "show", "dev", REPLICATION_DEV])?;
+        let qdisc = self.exec_line(node, &format!("tc qdisc show dev {REPLICATION_DEV}"))?;
         let qdisc = String::from_utf8_lossy(&qdisc.stdout);
         if let Some(percent) = word_after(&qdisc, "loss") {
             let percent = percent.trim_end_matches('%').parse().ok();
             return Ok(percent);
         }
         // no iptables installed means no iptables rule
-        let rules = self.exec(node, &["iptables", "-w", "-S", "OUTPUT"]);
+        let rules = self.exec_line(node, "iptables -w -S OUTPUT");
         let rules = rules
             .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
             .unwrap_or_default();
@@ -503,8 +479,8 @@ impl Topology {
     /// two requests a second apart, sent in the background: the first goes out at once), so that
     /// the neighbour caches of the other nodes follow.
     pub fn assign_vip(&self, node: Node) -> Result<()> {
-        let vip = format!("{}/32", self.vip());
-        self.ip(node, &["addr", "add", &vip, "dev", SERVICE_DEV])?;
+        let vip = self.vip();
+        self.ip(node, &format!("addr add {vip}/32 dev {SERVICE_DEV}"))?;
         self.announce_vip(node)
     }
 
@@ -530,8 +506,8 @@ impl Topology {
 
     /// Removes the VIP from `node`'s service interface.
     pub fn release_vip(&self, node: Node) -> Result<()> {
-        let vip = format!("{}/32", self.vip());
-        self.ip(node, &["addr", "del", &vip, "dev", SERVICE_DEV])?;
+        let vip = self.vip();
+        self.ip(node, &format!("addr del {vip}/32 dev {SERVICE_DEV}"))?;
         Ok(())
     }
 
@@ -541,7 +517,7 @@ impl Topology {
         let mut holders = Vec::new();
         for node in Node::ALL {
             if self
-                .ip(node, &["-o", "addr", "show", "dev", SERVICE_DEV])?
+                .ip(node, &format!("-o addr show dev {SERVICE_DEV}"))?
                 .contains(&needle)
             {
                 holders.push(node);
@@ -553,8 +529,8 @@ impl Topology {
     /// The node whose MAC address `from`'s neighbour cache holds for the VIP (where its packets to
     /// the VIP go); `None` without a resolved entry.
     pub fn vip_seen_by(&self, from: Node) -> Result<Option<Node>> {
-        let vip = self.vip().to_string();
-        let neighbours = self.ip(from, &["neigh", "show", &vip, "dev", SERVICE_DEV])?;
+        let vip = self.vip();
+        let neighbours = self.ip(from, &format!("neigh show {vip} dev {SERVICE_DEV}"))?;
         let mac = word_after(&neighbours, "lladdr");
         Ok(Node::ALL
             .into_iter()
@@ -564,30 +540,14 @@ impl Topology {
     /// Whether one ping from `from` to `to` is answered within `timeout`.
     pub fn ping(&self, from: Node, to: Ipv4Addr, timeout: Duration) -> Result<bool> {
         let wait = format!("{:.3}", timeout.as_secs_f64());
-        let output = self.exec(
-            from,
-            &["ping", "-n", "-q", "-c", "1", "-W", &wait, &to.to_string()],
-        )?;
+        let output = self.exec_line(from, &format!("ping -n -q -c 1 -W {wait} {to}"))?;
         Ok(output.status.success())
     }
 
     /// Sends `count` pings from `from` to `to`, 2 ms apart, and returns how many were answered.
     pub fn ping_many(&self, from: Node, to: Ipv4Addr, count: u32) -> Result<u32> {
-        let output = self.exec(
-            from,
-            &[
-                "ping",
-                "-n",
-                "-q",
-                "-c",
-                &count.to_string(),
-                "-i",
-                "0.002",
-                "-W",
-                "1",
-                &to.to_string(),
-            ],
-        )?;
+        let pings = format!("ping -n -q -c {count} -i 0.002 -W 1 {to}");
+        let output = self.exec_line(from, &pings)?;
         let text = String::from_utf8_lossy(&output.stdout);
         text.lines()
             .find_map(|line| {
@@ -616,134 +576,20 @@ impl Topology {
         )
     }
 
-    /// Whether something in `node`'s namespace has a UDP socket bound to `addr` (or to the
-    /// wildcard address on its port).
-    pub fn udp_bound(&self, node: Node, addr: SocketAddr) -> Result<bool> {
-        let output = self.exec(node, &["ss", "-H", "-l", "-n", "-u"])?;
-        let port = addr.port();
-        let wanted = [
-            addr.to_string(),
-            format!("0.0.0.0:{port}"),
-            format!("*:{port}"),
-            format!("[::]:{port}"),
-        ];
-        Ok(String::from_utf8_lossy(&output.stdout)
-            .lines()
-            .filter_map(|line| line.split_whitespace().nth(3))
-            .any(|local| wanted.iter().any(|w| w == local)))
+    /// `ip -n <namespace of node> <line>` (arguments separated by spaces); its stdout.
+    fn ip(&self, node: Node, line: &str) -> Result<String> {
+        self.ip_in(&self.namespace(node), line)
     }
 
-    /// Waits until `guard`'s process has bound `addr` in `node` (Ok), or has exited, or `deadline`.
-    fn wait_bound(
-        &self,
-        node: Node,
-        addr: SocketAddr,
-        guard: &mut ChildGuard,
-        deadline: Instant,
-    ) -> Result<()> {
-        let bound = wait_for(deadline, || {
-            if !guard.is_running() {
-                return Some(false);
-            }
-            self.udp_bound(node, addr).ok().filter(|b| *b)
-        });
-        match bound {
-            Some(true) => Ok(()),
-            Some(false) => bail!("{} exited before binding {addr} in {node}", guard.name()),
-            None => bail!("{} did not bind {addr} in {node} in time", guard.name()),
-        }
+    fn ip_in(&self, namespace: &str, line: &str) -> Result<String> {
+        run(Command::new("ip")
+            .args(["-n", namespace])
+            .args(line.split_whitespace()))
     }
 
-    /// A config for a Tandem in `node`: SIP on the VIP port 5060 (UDP and TCP), the media relay on
-    /// the VIP, admin on the node's own address port 9090, `servers` as its pool (UDP). Bindings
-    /// on the VIP work before the node owns it ([module docs](self)).
-    pub fn tandem_config(&self, servers: &[SocketAddr]) -> TandemConfig {
-        let vip = IpAddr::V4(self.vip());
-        let mut config = TandemConfig::new(servers, crate::Transport::Udp);
-        config.sip = SocketAddr::new(vip, 5060);
-        config.media = MediaConfig::on(vip);
-        config
-    }
-
-    /// Starts Tandem in `node` with `config` (its admin address is moved to the node's own address,
-    /// keeping the port), config and logs in `<dir>/tandem-<node>/`; waits until it has bound its
-    /// SIP address.
-    pub fn start_tandem(
-        &self,
-        node: Node,
-        mut config: TandemConfig,
-        dir: &Path,
-    ) -> Result<NsTandem> {
-        config.admin = SocketAddr::new(IpAddr::V4(self.addr(node)), config.admin.port());
-        let log_dir = dir.join(format!("tandem-{node}"));
-        std::fs::create_dir_all(&log_dir)?;
-        let config_path = log_dir.join("tandem.toml");
-        std::fs::write(&config_path, config.to_toml())?;
-        let mut command = Command::new(tandem_binary()?);
-        command.arg("--config").arg(&config_path);
-        if std::env::var_os("RUST_LOG").is_none() {
-            command.env("RUST_LOG", "debug");
-        }
-        let guard = self.spawn(node, "tandem", command, &log_dir, false)?;
-        let mut tandem = NsTandem {
-            guard,
-            node,
-            config,
-            log_dir,
-        };
-        let sip = tandem.config.sip;
-        if let Err(error) =
-            self.wait_bound(node, sip, &mut tandem.guard, Instant::now() + TANDEM_START)
-        {
-            bail!("{error}\n{}", tandem.describe());
-        }
-        Ok(tandem)
-    }
-
-    /// Starts `sipp` in `node`, listening and sending media on the node's service address, with
-    /// its logs in `<dir>/<role>/`; waits until it has bound its SIP port (or has already ended).
-    pub fn spawn_sipp(&self, node: Node, role: &str, sipp: Sipp, dir: &Path) -> Result<NsSipp> {
-        let log_dir = dir.join(role);
-        std::fs::create_dir_all(&log_dir)?;
-        let ip = self.addr(node).to_string();
-        let mut args = sipp.args();
-        // SIPp takes the last -i / -mi it is given
-        args.extend(["-i", &ip, "-mi", &ip].map(str::to_owned));
-        let scenario = args
-            .iter()
-            .skip_while(|a| *a != "-sf")
-            .nth(1)
-            .and_then(|p| Path::new(p).file_name())
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let mut command = Command::new("sipp");
-        command.args(&args).current_dir(&log_dir);
-        let mut guard = self.spawn(node, "sipp", command, &log_dir, false)?;
-        let addr = SocketAddr::new(IpAddr::V4(self.addr(node)), sipp.addr().port());
-        let deadline = Instant::now() + Duration::from_secs(5);
-        if self.wait_bound(node, addr, &mut guard, deadline).is_err() && guard.is_running() {
-            bail!(
-                "{role} SIPp ({scenario}) did not bind {addr} in {node}: {}\nlogs: {}",
-                crate::process::file_tail(guard.stdout_log(), 5),
-                log_dir.display()
-            );
-        }
-        Ok(NsSipp {
-            guard,
-            role: role.to_owned(),
-            scenario,
-            log_dir,
-            addr,
-        })
-    }
-
-    /// `ip -n <namespace of node> args…`; its stdout.
-    fn ip(&self, node: Node, args: &[&str]) -> Result<String> {
-        self.ip_in(&self.namespace(node), args)
-    }
-
-    fn ip_in(&self, namespace: &str, args: &[&str]) -> Result<String> {
-        run(Command::new("ip").args(["-n", namespace]).args(args))
+    /// [`Topology::exec`] of a command line whose arguments are separated by spaces.
+    fn exec_line(&self, node: Node, line: &str) -> Result<Output> {
+        self.exec(node, &line.split_whitespace().collect::<Vec<_>>())
     }
 
     fn set_sysctl(&self, node: Node, key: &str, value: &str) -> Result<()> {
@@ -872,123 +718,6 @@ fn run(command: &mut Command) -> Result<String> {
         );
     }
     Ok(String::from_utf8_lossy(&output.stdout).into_owned())
-}
-
-/// A Tandem running in a node of a [`Topology`].
-#[derive(Debug)]
-pub struct NsTandem {
-    guard: ChildGuard,
-    node: Node,
-    config: TandemConfig,
-    log_dir: PathBuf,
-}
-
-impl NsTandem {
-    /// Its node.
-    pub fn node(&self) -> Node {
-        self.node
-    }
-
-    /// Its SIP service address.
-    pub fn sip_addr(&self) -> SocketAddr {
-        self.config.sip
-    }
-
-    /// Its config (with the admin address it was started with).
-    pub fn config(&self) -> &TandemConfig {
-        &self.config
-    }
-
-    /// Its pid.
-    pub fn pid(&self) -> u32 {
-        self.guard.pid()
-    }
-
-    /// Whether it still runs.
-    pub fn is_running(&mut self) -> bool {
-        self.guard.is_running()
-    }
-
-    /// `kill -9` (the process dies at once; its sockets close).
-    pub fn kill9(&mut self) -> Result<()> {
-        self.guard.signal("KILL")
-    }
-
-    /// Its log folder (config, stdout, stderr).
-    pub fn log_dir(&self) -> &Path {
-        &self.log_dir
-    }
-
-    /// Node, state, log folder and the end of its stderr, for failure messages.
-    pub fn describe(&mut self) -> String {
-        let state = match self.guard.try_status() {
-            Ok(None) => "running".to_owned(),
-            Ok(Some(status)) => format!("EXITED ({status})"),
-            Err(e) => format!("unknown ({e})"),
-        };
-        format!(
-            "Tandem in {} {state}; config and logs in {}; last lines of stderr:\n      {}",
-            self.node,
-            self.log_dir.display(),
-            self.guard.stderr_tail(15).replace('\n', "\n      ")
-        )
-    }
-}
-
-/// A SIPp running in a node of a [`Topology`].
-#[derive(Debug)]
-pub struct NsSipp {
-    guard: ChildGuard,
-    role: String,
-    scenario: String,
-    log_dir: PathBuf,
-    addr: SocketAddr,
-}
-
-impl NsSipp {
-    /// The SIP address it listens on (the node's service address).
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-
-    /// Its log folder.
-    pub fn log_dir(&self) -> &Path {
-        &self.log_dir
-    }
-
-    /// Waits until SIPp exits by itself (a caller after its calls), killing it at `deadline`.
-    pub fn wait(mut self, deadline: Instant) -> Result<SippOutcome> {
-        let status = self.guard.wait_until(deadline)?;
-        let timed_out = status.is_none();
-        if timed_out {
-            let _ = self.guard.signal("KILL");
-            let _ = self
-                .guard
-                .wait_until(Instant::now() + Duration::from_secs(2));
-        }
-        let stats = find_file(&self.log_dir, "stat.csv")
-            .and_then(|p| SippStats::parse(&p))
-            .unwrap_or_default();
-        let counts = find_file(&self.log_dir, "_counts.csv")
-            .and_then(|p| MessageCounts::parse(&p))
-            .unwrap_or_default();
-        Ok(SippOutcome {
-            role: self.role.clone(),
-            scenario: self.scenario.clone(),
-            exit_code: status.and_then(|s| s.code()),
-            timed_out,
-            stats,
-            counts,
-            log_dir: self.log_dir.clone(),
-        })
-    }
-
-    /// Stops taking new calls and exits once the calls in progress are over (SIGUSR1), then waits
-    /// as [`NsSipp::wait`] does. Used for media servers.
-    pub fn finish(mut self, deadline: Instant) -> Result<SippOutcome> {
-        self.guard.signal("USR1").context("stopping SIPp")?;
-        self.wait(deadline)
-    }
 }
 
 #[cfg(test)]

@@ -295,6 +295,17 @@ fn a_crashed_runs_namespaces_are_removed_by_the_next_build() -> Result<()> {
     let prefix = "leftover";
     let crashed = Topology::build(prefix)?;
     let mut orphan = crashed.command(Node::Media, "sleep").arg("60").spawn()?;
+    let entered = wait_for(secs(2), || {
+        crashed
+            .pids(Node::Media)
+            .ok()?
+            .contains(&orphan.id())
+            .then_some(())
+    });
+    ensure!(
+        entered.is_some(),
+        "the process did not enter the media namespace"
+    );
     // the crash: no Drop runs
     std::mem::forget(crashed);
     ensure!(namespaces_left(prefix)?.len() == 5);
@@ -307,6 +318,42 @@ fn a_crashed_runs_namespaces_are_removed_by_the_next_build() -> Result<()> {
         );
         ensure!(net.pids(Node::Media)?.is_empty());
         ensure!(net.ping(Node::Caller, net.addr(Node::Media), secs_f(1.0))?);
+        Ok(())
+    })
+}
+
+/// A node can be unplugged from both networks and plugged back, and every process in it killed.
+#[test]
+fn a_node_can_be_unplugged_and_its_processes_killed() -> Result<()> {
+    let test = "netns_node_faults";
+    if !ready(test, &["ip", "ping"]) {
+        return Ok(());
+    }
+    with_topology("node", |net| {
+        let one_second = secs_f(1.0);
+        let b_replication = net.replication_addr(Node::TandemB).unwrap();
+        net.disconnect(Node::TandemB)?;
+        ensure!(!net.ping(Node::Caller, net.addr(Node::TandemB), secs_f(0.3))?);
+        ensure!(!net.ping(Node::TandemA, b_replication, secs_f(0.3))?);
+        ensure!(net.ping(Node::Caller, net.addr(Node::TandemA), one_second)?);
+        net.reconnect(Node::TandemB)?;
+        ensure!(net.ping(Node::Caller, net.addr(Node::TandemB), one_second)?);
+        ensure!(net.ping(Node::TandemA, b_replication, one_second)?);
+
+        let mut sleepers = [
+            net.command(Node::TandemA, "sleep").arg("60").spawn()?,
+            net.command(Node::TandemA, "sleep").arg("60").spawn()?,
+        ];
+        // `ip netns exec` enters the namespace a moment after it was spawned
+        let entered = wait_for(secs(2), || {
+            (net.pids(Node::TandemA).ok()?.len() == 2).then_some(())
+        });
+        ensure!(entered.is_some(), "the sleepers are not in tandem-a");
+        ensure!(net.kill_all(Node::TandemA)? == 2);
+        for sleeper in &mut sleepers {
+            ensure!(sleeper.wait()?.signal() == Some(9));
+        }
+        ensure!(net.pids(Node::TandemA)?.is_empty());
         Ok(())
     })
 }
