@@ -393,12 +393,12 @@ impl HaNode {
         self.link.hang_up();
         self.dialled = false;
         self.redial_at = None;
-        let mut outbox = Outbox::new(OutboxConfig::default(), epoch);
-        if self.standby_stream.is_some() {
-            // The peer's stream is open already: it will say Hello again when it sees our epoch.
-            outbox.handle_disconnect();
+        if let Some(stream) = self.standby_stream.take() {
+            // The peer's Hello on that stream went to a standby: closing it makes the peer dial
+            // again and say Hello to the active node, which answers with a snapshot.
+            self.link.close_standby(stream);
         }
-        self.outbox = Some(outbox);
+        self.outbox = Some(Outbox::new(OutboxConfig::default(), epoch));
         self.mirror.reset();
         core.set_durability(at, Durability::Async);
         self.role.record_step(
