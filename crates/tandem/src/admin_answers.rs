@@ -156,7 +156,11 @@ fn ha_status(core: &Core, ha: &HaNode, draining: bool, at: std::time::Instant) -
         synced,
         replication_lag_deltas: lag_deltas,
         replication_lag_ms: lag_ms,
-        active_calls: core.active_calls() as u64,
+        // A standby serves no call: it reports the calls it mirrors.
+        active_calls: match ha.outbox() {
+            Some(_) => core.active_calls() as u64,
+            None => ha.mirror().calls() as u64,
+        },
         draining,
         last_incident: ha.role().incidents().latest().map(|i| i.to_proto()),
         version: env!("CARGO_PKG_VERSION").to_owned(),
