@@ -79,12 +79,12 @@ fn a_call_through_tandem_on_the_vip_and_the_vip_moves_to_the_standby() -> Result
         net.assign_vip(Node::TandemA)?;
         let mut active = net.start_tandem(
             Node::TandemA,
-            net.tandem_config(&[media.addr()]),
+            net.tandem_config(Node::TandemA, &[media.addr()]),
             dir.path(),
         )?;
         let mut standby = net.start_tandem(
             Node::TandemB,
-            net.tandem_config(&[media.addr()]),
+            net.tandem_config(Node::TandemB, &[media.addr()]),
             dir.path(),
         )?;
         net.wait_vip_at(Node::Caller, Node::TandemA, secs(5))?;
@@ -105,6 +105,11 @@ fn a_call_through_tandem_on_the_vip_and_the_vip_moves_to_the_standby() -> Result
         {
             bail!("{failure}\n{}", active.describe());
         }
+        let answered = active.metric(net, "tandem_calls_answered_total")?;
+        ensure!(
+            answered == Some(1.0),
+            "tandem-a's metrics: {answered:?} calls answered"
+        );
 
         active.kill9()?;
         let moving = Instant::now();
@@ -247,8 +252,16 @@ fn keepalived_moves_the_vip_when_the_masters_keepalived_is_killed() -> Result<()
             net.addr(Node::Media).into(),
             5060,
         )];
-        let _active = net.start_tandem(Node::TandemA, net.tandem_config(&pool), dir.path())?;
-        let mut standby = net.start_tandem(Node::TandemB, net.tandem_config(&pool), dir.path())?;
+        let _active = net.start_tandem(
+            Node::TandemA,
+            net.tandem_config(Node::TandemA, &pool),
+            dir.path(),
+        )?;
+        let mut standby = net.start_tandem(
+            Node::TandemB,
+            net.tandem_config(Node::TandemB, &pool),
+            dir.path(),
+        )?;
 
         let killed = Instant::now();
         a.kill9()?;

@@ -52,27 +52,50 @@ impl Topology {
         }
     }
 
+    /// HTTP/1.0 GET of `path` on `addr`, sent from inside `from` (bash's /dev/tcp, at most 3 s);
+    /// the body of a 200 answer. The test process itself cannot reach into the namespaces.
+    pub fn http_get(&self, from: Node, addr: SocketAddr, path: &str) -> Result<String> {
+        let script = "exec 3<>\"/dev/tcp/$1/$2\" && \
+                      printf 'GET %s HTTP/1.0\\r\\nHost: %s\\r\\nConnection: close\\r\\n\\r\\n' \"$3\" \"$1\" >&3 && \
+                      cat <&3";
+        let (ip, port) = (addr.ip().to_string(), addr.port().to_string());
+        let output = self.exec(
+            from,
+            &[
+                "timeout", "3", "bash", "-c", script, "bash", &ip, &port, path,
+            ],
+        )?;
+        let response = String::from_utf8_lossy(&output.stdout);
+        let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+        let status = head.split_whitespace().nth(1);
+        if !head.starts_with("HTTP/1.") || status != Some("200") {
+            bail!(
+                "GET {path} on {addr} from {from}: {:?} {}",
+                head.lines().next().unwrap_or_default(),
+                String::from_utf8_lossy(&output.stderr).trim()
+            );
+        }
+        Ok(body.to_owned())
+    }
+
     /// A config for a Tandem in `node`: SIP on the VIP port 5060 (UDP and TCP), the media relay on
-    /// the VIP, admin on the node's own address port 9090, `servers` as its pool (UDP). Bindings
-    /// on the VIP work before the node owns it ([module docs](self)).
-    pub fn tandem_config(&self, servers: &[SocketAddr]) -> TandemConfig {
+    /// the VIP, both admin listeners (HTTP and gRPC) on the node's own address (so they answer
+    /// whether or not the node owns the VIP), `servers` as its pool (UDP). Bindings on the VIP work
+    /// before the node owns it ([module docs](super)).
+    pub fn tandem_config(&self, node: Node, servers: &[SocketAddr]) -> TandemConfig {
         let vip = IpAddr::V4(self.vip());
+        let own = IpAddr::V4(self.addr(node));
         let mut config = TandemConfig::new(servers, crate::Transport::Udp);
         config.sip = SocketAddr::new(vip, 5060);
+        config.admin = SocketAddr::new(own, config.admin.port());
+        config.admin_grpc = SocketAddr::new(own, config.admin_grpc.port());
         config.media = MediaConfig::on(vip);
         config
     }
 
-    /// Starts Tandem in `node` with `config` (its admin address is moved to the node's own address,
-    /// keeping the port), config and logs in `<dir>/tandem-<node>/`; waits until it has bound its
-    /// SIP address.
-    pub fn start_tandem(
-        &self,
-        node: Node,
-        mut config: TandemConfig,
-        dir: &Path,
-    ) -> Result<NsTandem> {
-        config.admin = SocketAddr::new(IpAddr::V4(self.addr(node)), config.admin.port());
+    /// Starts Tandem in `node` with `config` (e.g. from [`Topology::tandem_config`]), config and
+    /// logs in `<dir>/tandem-<node>/`; waits until it has bound its SIP address.
+    pub fn start_tandem(&self, node: Node, config: TandemConfig, dir: &Path) -> Result<NsTandem> {
         let log_dir = dir.join(format!("tandem-{node}"));
         std::fs::create_dir_all(&log_dir)?;
         let config_path = log_dir.join("tandem.toml");
@@ -174,6 +197,22 @@ impl NsTandem {
     /// `kill -9` (the process dies at once; its sockets close).
     pub fn kill9(&mut self) -> Result<()> {
         self.guard.signal("KILL")
+    }
+
+    /// GET /metrics from its admin address (Prometheus text), from inside its node.
+    pub fn metrics(&self, topology: &Topology) -> Result<String> {
+        topology.http_get(self.node, self.config.admin, "/metrics")
+    }
+
+    /// The value of the metric line starting with `selector` (e.g. `tandem_calls_total`), if any.
+    pub fn metric(&self, topology: &Topology, selector: &str) -> Result<Option<f64>> {
+        let text = self.metrics(topology)?;
+        Ok(text
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .find(|l| l.starts_with(selector))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok()))
     }
 
     /// Its log folder (config, stdout, stderr).
