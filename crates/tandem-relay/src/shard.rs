@@ -402,11 +402,11 @@ fn relay_batch(
         }
     }
     let out = &ports[1 - (side & 1)];
-    for (socket, list) in [(&out.rtp, &mut io.via_rtp), (&out.rtcp, &mut io.via_rtcp)] {
+    for (port, list) in [(Port::Rtp, &mut io.via_rtp), (Port::Rtcp, &mut io.via_rtcp)] {
         if list.is_empty() {
             continue;
         }
-        let report = io.send.send(socket, *ipv6, &io.recv, list);
+        let report = io.send.send(&out.sender(port), *ipv6, &io.recv, list);
         for packet in list.iter().filter(|packet| packet.sent) {
             totals.bytes_relayed += packet.len as u64;
             totals.rtcp_relayed += u64::from(packet.rtcp);

@@ -6,11 +6,13 @@
 //! streams) run between poll rounds, so an event never reaches the wrong stream.
 
 use crate::flow::{Port, SideFlow};
+use crate::sys;
 use mio::net::UdpSocket;
 use mio::{Interest, Registry, Token};
 use socket2::{Domain, Protocol, Socket, Type};
 use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::time::Instant;
 use tandem_media::latch::LatchPolicy;
 use tandem_media::ports::PortPair;
@@ -30,23 +32,39 @@ pub(crate) fn side_index(side: MediaSide) -> usize {
 /// Both sides, in array order.
 pub(crate) const SIDES: [MediaSide; 2] = [MediaSide::Caller, MediaSide::Server];
 
-/// The two sockets facing one side.
+/// The sockets facing one side.
+///
+/// RTP leaves through a socket of its own bound to the same port ([`bind_rtp`]): one that is not
+/// registered with the poll, so the kernel's "send buffer has room again" wake-up after every sent
+/// packet finds no waiter (on a polled socket it runs the poll's callback, a few percent of a
+/// packet's cost). RTCP, a packet every few seconds, uses its receiving socket.
 #[derive(Debug)]
 pub(crate) struct SidePorts {
     /// The pair they are bound to.
     pub(crate) local: PortPair,
-    /// The RTP socket (even port).
+    /// The RTP socket (even port), which receives.
     pub(crate) rtp: UdpSocket,
     /// The RTCP socket (odd port).
     pub(crate) rtcp: UdpSocket,
+    /// The send-only socket on the RTP port, when the kernel allowed one.
+    rtp_sender: Option<std::net::UdpSocket>,
 }
 
 impl SidePorts {
-    /// The socket of `port`.
+    /// The socket that receives on `port`.
     pub(crate) fn socket(&self, port: Port) -> &UdpSocket {
         match port {
             Port::Rtp => &self.rtp,
             Port::Rtcp => &self.rtcp,
+        }
+    }
+
+    /// The socket that sends from `port`.
+    pub(crate) fn sender(&self, port: Port) -> BorrowedFd<'_> {
+        match (port, &self.rtp_sender) {
+            (Port::Rtp, Some(sender)) => sender.as_fd(),
+            (Port::Rtp, None) => self.rtp.as_fd(),
+            (Port::Rtcp, _) => self.rtcp.as_fd(),
         }
     }
 }
@@ -224,8 +242,9 @@ fn bind_side(
     slot: usize,
     side: usize,
 ) -> Result<SidePorts, BindError> {
-    let mut rtp = bind(address, local.rtp())?;
-    let mut rtcp = bind(address, local.rtcp())?;
+    let (rtp, rtp_sender) = bind_rtp(address, local.rtp())?;
+    let mut rtp = UdpSocket::from_std(rtp);
+    let mut rtcp = UdpSocket::from_std(bind(address, local.rtcp(), false)?.into());
     let register = |socket: &mut UdpSocket, port: Port, number: u16| {
         registry
             .register(socket, token(slot, side, port), Interest::READABLE)
@@ -239,22 +258,54 @@ fn bind_side(
         let _ = registry.deregister(&mut rtp);
         return Err(error);
     }
-    Ok(SidePorts { local, rtp, rtcp })
+    Ok(SidePorts {
+        local,
+        rtp,
+        rtcp,
+        rtp_sender,
+    })
 }
 
-/// A non-blocking UDP socket on `address:port`, without SO_REUSEADDR, with large buffers.
-fn bind(address: IpAddr, port: u16) -> Result<UdpSocket, BindError> {
+/// The RTP port's receiving socket and, where the kernel allows, a send-only socket on the same
+/// port. The receiving socket binds alone (so a port anyone holds fails as usual), then turns
+/// `SO_REUSEPORT` on; the sender joins it, which makes a group whose first socket is the receiver,
+/// and a classic BPF program on the group hands every datagram to that first socket. (Another
+/// socket of the same user that joins later with `SO_REUSEPORT` receives nothing either.)
+fn bind_rtp(
+    address: IpAddr,
+    port: u16,
+) -> Result<(std::net::UdpSocket, Option<std::net::UdpSocket>), BindError> {
+    let receiver = bind(address, port, false)?;
+    let sender = sys::set_reuse_port(&receiver, true)
+        .ok()
+        .and_then(|()| bind(address, port, true).ok())
+        .filter(|sender| sys::steer_to_first(sender).is_ok());
+    match &sender {
+        // It never reads: keep what it could queue (broadcasts) small.
+        Some(sender) => drop(sender.set_recv_buffer_size(0)),
+        // Without a steered group (or once the sender is closed) the port is the receiver's alone.
+        None => drop(sys::set_reuse_port(&receiver, false)),
+    }
+    Ok((receiver.into(), sender.map(Into::into)))
+}
+
+/// A non-blocking UDP socket on `address:port` with large buffers, without SO_REUSEADDR, with
+/// SO_REUSEPORT when `reuse_port`.
+fn bind(address: IpAddr, port: u16, reuse_port: bool) -> Result<Socket, BindError> {
     let fail = |error| BindError { port, error };
     let local = SocketAddr::new(address, port);
     let socket =
         Socket::new(Domain::for_address(local), Type::DGRAM, Some(Protocol::UDP)).map_err(fail)?;
     socket.set_reuse_address(false).map_err(fail)?;
+    if reuse_port {
+        sys::set_reuse_port(&socket, true).map_err(fail)?;
+    }
     socket.set_nonblocking(true).map_err(fail)?;
     // Best effort: a smaller buffer still works.
     let _ = socket.set_recv_buffer_size(SOCKET_BUFFER);
     let _ = socket.set_send_buffer_size(SOCKET_BUFFER);
     socket.bind(&local.into()).map_err(fail)?;
-    Ok(UdpSocket::from_std(socket.into()))
+    Ok(socket)
 }
 
 fn deregister(registry: &Registry, ports: &mut SidePorts) {
@@ -264,7 +315,51 @@ fn deregister(registry: &Registry, ports: &mut SidePorts) {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
     use super::*;
+
+    #[test]
+    fn the_rtp_port_receives_on_one_socket_sends_from_both_and_stays_exclusive() {
+        // Port 42600 (outside the integration tests' blocks).
+        let ip: IpAddr = [127, 0, 0, 1].into();
+        let port = 42600;
+        let (receiver, sender) = bind_rtp(ip, port).unwrap();
+        let sender = sender.expect("the kernel steers a SO_REUSEPORT group");
+        assert!(std::net::UdpSocket::bind((ip, port)).is_err());
+        let peers: Vec<_> = (0..16)
+            .map(|_| std::net::UdpSocket::bind((ip, 0)).unwrap())
+            .collect();
+        for peer in &peers {
+            peer.send_to(b"in", (ip, port)).unwrap();
+        }
+        receiver.set_nonblocking(false).unwrap();
+        receiver
+            .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .unwrap();
+        let mut buffer = [0; 16];
+        for _ in &peers {
+            receiver.recv_from(&mut buffer).unwrap();
+        }
+        let mut sources = 0;
+        while sender.recv_from(&mut buffer).is_ok() {
+            sources += 1;
+        }
+        assert_eq!(sources, 0, "the send-only socket received");
+        sender
+            .send_to(b"out", peers[0].local_addr().unwrap())
+            .unwrap();
+        let (_, from) = peers[0].recv_from(&mut buffer).unwrap();
+        assert_eq!(from, SocketAddr::new(ip, port));
+    }
+
+    #[test]
+    fn a_port_held_with_so_reuseport_is_not_shared() {
+        // Port 42602.
+        let ip: IpAddr = [127, 0, 0, 1].into();
+        let _holder = bind(ip, 42602, true).unwrap();
+        assert!(bind_rtp(ip, 42602).is_err());
+    }
 
     #[test]
     fn tokens_round_trip() {

@@ -18,6 +18,10 @@ use std::ptr;
 /// Bytes per packet slot: above any Ethernet MTU; a larger datagram is truncated and flagged.
 pub(crate) const SLOT_LEN: usize = 2048;
 
+/// `SO_ATTACH_REUSEPORT_CBPF` of `asm-generic/socket.h` (x86, Arm, RISC-V; the libc crate lacks it
+/// for Linux). Where it means something else the attach fails and the caller does without.
+const SO_ATTACH_REUSEPORT_CBPF: libc::c_int = 51;
+
 /// The most packets one system call moves (the kernel's `UIO_MAXIOV`).
 pub(crate) const MAX_BATCH: usize = 1024;
 
@@ -61,14 +65,33 @@ impl RecvBatch {
     /// Slots for `batch` packets (clamped to 1..=[`MAX_BATCH`]).
     pub(crate) fn new(batch: usize) -> Self {
         let batch = batch.clamp(1, MAX_BATCH);
-        Self {
+        let mut this = Self {
             data: vec![0; batch * SLOT_LEN].into_boxed_slice(),
             names: (0..batch).map(|_| zeroed_storage()).collect(),
             iovecs: (0..batch).map(|_| empty_iovec()).collect(),
             headers: (0..batch).map(|_| empty_mmsghdr()).collect(),
             received: vec![NOTHING; batch].into_boxed_slice(),
             count: 0,
+        };
+        // The headers point into the boxed slices, whose heap blocks never move or change size
+        // (moving `this` moves only the box pointers), so they are set up once here; `recv` only
+        // resets the fields the kernel writes back.
+        let data = this.data.as_mut_ptr();
+        for i in 0..batch {
+            this.iovecs[i] = libc::iovec {
+                // SAFETY: i * SLOT_LEN + SLOT_LEN <= data.len(), so the offset stays in the buffer.
+                iov_base: unsafe { data.add(i * SLOT_LEN) }.cast(),
+                iov_len: SLOT_LEN,
+            };
+            let header = &mut this.headers[i];
+            header.msg_hdr.msg_name = ptr::addr_of_mut!(this.names[i]).cast();
+            header.msg_hdr.msg_namelen = storage_len();
+            header.msg_hdr.msg_iov = ptr::addr_of_mut!(this.iovecs[i]);
+            header.msg_hdr.msg_iovlen = 1;
+            header.msg_hdr.msg_control = ptr::null_mut();
+            header.msg_hdr.msg_controllen = 0;
         }
+        this
     }
 
     /// How many packets one call can receive.
@@ -79,28 +102,19 @@ impl RecvBatch {
     /// Receives up to [`RecvBatch::capacity`] datagrams without blocking; returns how many.
     /// `WouldBlock` means the socket's queue is empty.
     pub(crate) fn recv(&mut self, socket: &impl AsRawFd) -> io::Result<usize> {
-        self.count = 0;
-        let capacity = self.capacity();
-        let data = self.data.as_mut_ptr();
-        for i in 0..capacity {
-            self.iovecs[i] = libc::iovec {
-                // SAFETY: i * SLOT_LEN + SLOT_LEN <= data.len(), so the offset stays in the buffer.
-                iov_base: unsafe { data.add(i * SLOT_LEN) }.cast(),
-                iov_len: SLOT_LEN,
-            };
-            let header = &mut self.headers[i];
+        // The kernel wrote back the name length, flags and length of the headers it filled last
+        // time (and of none after those).
+        for header in &mut self.headers[..self.count.max(1)] {
             header.msg_len = 0;
-            header.msg_hdr.msg_name = ptr::addr_of_mut!(self.names[i]).cast();
             header.msg_hdr.msg_namelen = storage_len();
-            header.msg_hdr.msg_iov = ptr::addr_of_mut!(self.iovecs[i]);
-            header.msg_hdr.msg_iovlen = 1;
-            header.msg_hdr.msg_control = ptr::null_mut();
-            header.msg_hdr.msg_controllen = 0;
             header.msg_hdr.msg_flags = 0;
         }
+        self.count = 0;
+        let capacity = self.capacity();
         // SAFETY: every header points at a live name buffer of `msg_namelen` bytes and at one iovec
-        // that covers a distinct SLOT_LEN-byte region of `self.data`; all of them are owned by
-        // `self`, which stays mutably borrowed for the whole call. `vlen` is the array's length.
+        // that covers a distinct SLOT_LEN-byte region of `self.data` (set up in `new`; the boxed
+        // slices never move or shrink); all of them are owned by `self`, which stays mutably
+        // borrowed for the whole call. `vlen` is the array's length.
         let result = unsafe {
             libc::recvmmsg(
                 socket.as_raw_fd(),
@@ -213,16 +227,42 @@ impl SendBatch {
                 start += 1;
                 continue;
             }
-            // SAFETY: the first `prepared` headers point at name buffers and iovecs owned by `self`
-            // (mutably borrowed), and the iovecs point into `from.data` (borrowed for the whole call)
-            // within its length, as `prepare` checked. The kernel only reads the packet bytes.
-            let result = unsafe {
-                libc::sendmmsg(
-                    socket.as_raw_fd(),
-                    self.headers.as_mut_ptr(),
-                    prepared as libc::c_uint,
-                    libc::MSG_DONTWAIT,
-                )
+            let result = match prepared {
+                // One packet (the common case: a call's port sees one packet per wake-up): sendto
+                // spares the kernel copying in a message header and an iovec array.
+                1 => {
+                    let (header, iovec) = (&self.headers[0].msg_hdr, &self.iovecs[0]);
+                    // SAFETY: as `prepare` checked, the iovec points into `from.data` (borrowed for
+                    // the whole call) within its length, and the name is a buffer owned by `self` of
+                    // `msg_namelen` bytes. The kernel only reads both.
+                    let sent = unsafe {
+                        libc::sendto(
+                            socket.as_raw_fd(),
+                            iovec.iov_base,
+                            iovec.iov_len,
+                            libc::MSG_DONTWAIT,
+                            header.msg_name.cast_const().cast(),
+                            header.msg_namelen,
+                        )
+                    };
+                    if sent < 0 {
+                        -1
+                    } else {
+                        1
+                    }
+                }
+                // SAFETY: the first `prepared` headers point at name buffers and iovecs owned by
+                // `self` (mutably borrowed), and the iovecs point into `from.data` (borrowed for the
+                // whole call) within its length, as `prepare` checked. The kernel only reads the
+                // packet bytes.
+                _ => unsafe {
+                    libc::sendmmsg(
+                        socket.as_raw_fd(),
+                        self.headers.as_mut_ptr(),
+                        prepared as libc::c_uint,
+                        libc::MSG_DONTWAIT,
+                    )
+                },
             };
             match usize::try_from(result) {
                 Ok(sent) if sent > 0 => {
@@ -286,6 +326,56 @@ impl SendBatch {
             prepared += 1;
         }
         prepared
+    }
+}
+
+/// Sets `SO_REUSEPORT` on `socket`: sockets of the same user with it set may bind the same port.
+pub(crate) fn set_reuse_port(socket: &impl AsRawFd, on: bool) -> io::Result<()> {
+    let value = libc::c_int::from(on);
+    // SAFETY: the option value is a live c_int and its exact size is passed.
+    let result = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_REUSEPORT,
+            ptr::from_ref(&value).cast(),
+            mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    match result {
+        0 => Ok(()),
+        _ => Err(io::Error::last_os_error()),
+    }
+}
+
+/// Makes the kernel deliver every datagram for the `SO_REUSEPORT` group of `socket` to the
+/// group's first socket (a classic BPF program that always answers index 0), so the others bound
+/// to the same port only send.
+pub(crate) fn steer_to_first(socket: &impl AsRawFd) -> io::Result<()> {
+    let mut program = [libc::sock_filter {
+        code: (libc::BPF_RET | libc::BPF_K) as u16,
+        jt: 0,
+        jf: 0,
+        k: 0,
+    }];
+    let fprog = libc::sock_fprog {
+        len: program.len() as libc::c_ushort,
+        filter: program.as_mut_ptr(),
+    };
+    // SAFETY: `fprog` points at `program`, one valid instruction, both alive for the call (the
+    // kernel copies the program); the exact size of the option value is passed.
+    let result = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            SO_ATTACH_REUSEPORT_CBPF,
+            ptr::from_ref(&fprog).cast(),
+            mem::size_of::<libc::sock_fprog>() as libc::socklen_t,
+        )
+    };
+    match result {
+        0 => Ok(()),
+        _ => Err(io::Error::last_os_error()),
     }
 }
 
