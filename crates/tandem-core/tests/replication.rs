@@ -204,7 +204,10 @@ fn a_demoted_node_forgets_its_calls_silently_and_frees_their_ports() {
     std::iter::from_fn(|| net.core.poll_media()).for_each(drop);
     assert_eq!(net.core.drop_all_calls(), 1);
     assert_eq!(net.core.active_calls(), 0);
-    assert!(net.drain().is_empty(), "no BYE: the new active carries the call on");
+    assert!(
+        net.drain().is_empty(),
+        "no BYE: the new active carries the call on"
+    );
     assert_eq!(net.core.media_ports().unwrap().0, 0);
     assert!(matches!(
         net.core.poll_media(),
