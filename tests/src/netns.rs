@@ -26,7 +26,9 @@
 
 mod peers;
 
-pub use peers::{NsSipp, NsTandem};
+pub use peers::{
+    HaOptions, HaStatus, Incident, IncidentStep, NsSipp, NsTandem, SecondPath, HA_PORT,
+};
 
 use crate::process::{wait_for, ChildGuard};
 use anyhow::{bail, ensure, Context, Result};

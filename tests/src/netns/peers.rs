@@ -96,14 +96,77 @@ impl Topology {
     /// Starts Tandem in `node` with `config` (e.g. from [`Topology::tandem_config`]), config and
     /// logs in `<dir>/tandem-<node>/`; waits until it has bound its SIP address.
     pub fn start_tandem(&self, node: Node, config: TandemConfig, dir: &Path) -> Result<NsTandem> {
+        let text = config.to_toml();
+        self.start_tandem_with(node, config, text, dir)
+    }
+
+    /// Starts Tandem in a tandem node as one of the HA pair: `config` (e.g. from
+    /// [`Topology::tandem_config`]; give both nodes the same media port range, as a takeover
+    /// keeps every call's relay ports) plus [`Topology::ha_toml`]. How SIP listens follows
+    /// `ha.second_path` ([`SecondPath`]). Config and logs in `<dir>/tandem-<node>/`.
+    pub fn start_ha_tandem(
+        &self,
+        node: Node,
+        config: TandemConfig,
+        ha: &HaOptions,
+        dir: &Path,
+    ) -> Result<NsTandem> {
+        let mut text = config.to_toml();
+        if ha.second_path == SecondPath::OwnAddress {
+            let head = format!("[sip]\nlisten = \"{}\"\n", config.sip);
+            let rest = text
+                .strip_prefix(&head)
+                .context("the harness's config no longer starts with [sip] listen")?;
+            text = format!(
+                "[sip]\nlisten = \"0.0.0.0:{}\"\nadvertised = \"{}\"\n{rest}",
+                config.sip.port(),
+                config.sip,
+            );
+        }
+        text = format!("{text}\n{}", self.ha_toml(node, ha)?);
+        self.start_tandem_with(node, config, text, dir)
+    }
+
+    /// The `[ha]` and `[ha.vip]` tables of `node`: named by its node name, replication on
+    /// `<replication address>:`[`HA_PORT`] toward the other tandem's, the second path as
+    /// `ha.second_path` says (port 5060), the VIP as `/24` on the service interface.
+    pub fn ha_toml(&self, node: Node, ha: &HaOptions) -> Result<String> {
+        let (Some(peer), Some(own)) = (node.peer(), self.replication_addr(node)) else {
+            bail!("{node} is not a tandem node");
+        };
+        let peer_replication = self.replication_addr(peer).context("peer address")?;
+        let peer_sip = match ha.second_path {
+            SecondPath::OwnAddress => self.addr(peer),
+            SecondPath::ServiceAddress => self.vip(),
+        };
+        Ok(format!(
+            "[ha]\nnode = \"{node}\"\npeer = \"{peer}\"\nlisten = \"{own}:{HA_PORT}\"\n\
+             peer_address = \"{peer_replication}:{HA_PORT}\"\npeer_sip = \"{peer_sip}:5060\"\n\
+             prefer_active = {}\nstate_dir = \"{}\"\n\n[ha.vip]\naddress = \"{}/24\"\n\
+             interface = \"{}\"\n",
+            ha.prefer_active,
+            ha.state_dir.display(),
+            self.vip(),
+            super::SERVICE_DEV,
+        ))
+    }
+
+    fn start_tandem_with(
+        &self,
+        node: Node,
+        config: TandemConfig,
+        text: String,
+        dir: &Path,
+    ) -> Result<NsTandem> {
         let log_dir = dir.join(format!("tandem-{node}"));
         std::fs::create_dir_all(&log_dir)?;
         let config_path = log_dir.join("tandem.toml");
-        std::fs::write(&config_path, config.to_toml())?;
+        std::fs::write(&config_path, text)?;
         let mut command = Command::new(tandem_binary()?);
         command.arg("--config").arg(&config_path);
         if std::env::var_os("RUST_LOG").is_none() {
-            command.env("RUST_LOG", "debug");
+            // the replication link's HTTP/2 frames would drown Tandem's own lines
+            command.env("RUST_LOG", "debug,h2=info,hyper=info,tower=info,tonic=info");
         }
         let guard = self.spawn(node, "tandem", command, &log_dir, false)?;
         let mut tandem = NsTandem {
@@ -236,6 +299,214 @@ impl NsTandem {
     }
 }
 
+impl NsTandem {
+    /// Runs `tandemctl --addr <admin gRPC> --json <args>` in its node; the output, whatever the
+    /// exit code (2: Tandem not reached).
+    pub fn ctl(&self, topology: &Topology, args: &[&str]) -> Result<std::process::Output> {
+        let ctl = tandemctl_binary()?;
+        let addr = self.config.admin_grpc.to_string();
+        let mut command = topology.command(self.node, ctl);
+        command
+            .args(["--addr", &addr, "--timeout", "1s"])
+            .args(args);
+        command
+            .output()
+            .with_context(|| format!("tandemctl {args:?} in {}", self.node))
+    }
+
+    /// `tandemctl status --json`: its role and replication state.
+    pub fn status(&self, topology: &Topology) -> Result<HaStatus> {
+        let output = self.ctl(topology, &["--json", "status"])?;
+        let text = String::from_utf8_lossy(&output.stdout);
+        if !output.status.success() {
+            bail!(
+                "tandemctl status in {}: {} {}",
+                self.node,
+                output.status,
+                String::from_utf8_lossy(&output.stderr).trim()
+            );
+        }
+        HaStatus::parse(&text).with_context(|| format!("tandemctl status: {text}"))
+    }
+
+    /// Polls [`NsTandem::status`] until `wanted` holds (then returns it) or `deadline`.
+    pub fn wait_status(
+        &self,
+        topology: &Topology,
+        deadline: Instant,
+        wanted: impl Fn(&HaStatus) -> bool,
+    ) -> Result<HaStatus> {
+        let mut last = None;
+        let found = wait_for(deadline, || {
+            let status = self.status(topology);
+            let hit = status.as_ref().ok().filter(|s| wanted(s)).cloned();
+            last = Some(status);
+            hit
+        });
+        match (found, last) {
+            (Some(status), _) => Ok(status),
+            (None, Some(Ok(status))) => bail!("{} stays at {status:?}", self.node),
+            (None, Some(Err(error))) => bail!("{} does not answer: {error:#}", self.node),
+            (None, None) => bail!("{}: no status before the deadline", self.node),
+        }
+    }
+
+    /// `tandemctl incidents --json`, newest first.
+    pub fn incidents(&self, topology: &Topology) -> Result<Vec<Incident>> {
+        let output = self.ctl(topology, &["--json", "incidents"])?;
+        if !output.status.success() {
+            bail!("tandemctl incidents in {}: {}", self.node, output.status);
+        }
+        Ok(Incident::parse_all(&String::from_utf8_lossy(
+            &output.stdout,
+        )))
+    }
+}
+
+/// The replication port of both tandems (on their replication addresses).
+pub const HA_PORT: u16 = 7070;
+
+/// What differs between the two nodes' `[ha]` tables besides their addresses.
+#[derive(Debug, Clone)]
+pub struct HaOptions {
+    /// `ha.state_dir` (the epoch file): keep it across restarts of the node.
+    pub state_dir: PathBuf,
+    /// `ha.prefer_active`.
+    pub prefer_active: bool,
+    /// Where the standby's second path (`ha.peer_sip`) asks whether the active is alive.
+    pub second_path: SecondPath,
+}
+
+/// Where a standby's SIP OPTIONS probe (`ha.peer_sip`) goes, and how SIP listens to match.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecondPath {
+    /// The peer's own service address (10.N.0.11/12): SIP listens on `0.0.0.0:5060` with the VIP
+    /// advertised, so a node answers there. Tandem's SIP then leaves from the node's own
+    /// address, not from the VIP.
+    OwnAddress,
+    /// The VIP: SIP listens on the VIP (as [`Topology::tandem_config`] sets it), so Tandem's SIP
+    /// leaves from the VIP; the probe reaches whichever node holds the VIP (a killed node's
+    /// kernel refuses it, a dead node's stays silent).
+    ServiceAddress,
+}
+
+/// A node's answer to `tandemctl status`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HaStatus {
+    /// `active`, `standby`, `standalone`.
+    pub role: String,
+    /// Its epoch.
+    pub epoch: u64,
+    /// Whether its replication stream to the peer is up.
+    pub peer_connected: bool,
+    /// Standby: its mirror is complete; active: its standby's is.
+    pub synced: bool,
+    /// Calls it carries (active) or mirrors (standby).
+    pub calls: u64,
+}
+
+impl HaStatus {
+    /// Whether it is active.
+    pub fn is_active(&self) -> bool {
+        self.role == "active"
+    }
+
+    /// Whether it is a synced standby.
+    pub fn is_synced_standby(&self) -> bool {
+        self.role == "standby" && self.synced
+    }
+
+    fn parse(json: &str) -> Option<HaStatus> {
+        Some(HaStatus {
+            role: json_value(json, "role")?.to_owned(),
+            epoch: json_value(json, "epoch")?.parse().ok()?,
+            peer_connected: json_value(json, "peer_connected")? == "true",
+            synced: json_value(json, "synced")? == "true",
+            calls: json_value(json, "active_calls")?.parse().ok()?,
+        })
+    }
+}
+
+/// One incident of `tandemctl incidents`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Incident {
+    /// `takeover`, `switchover`, ...
+    pub kind: String,
+    /// Its timeline.
+    pub steps: Vec<IncidentStep>,
+}
+
+/// One step of an [`Incident`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IncidentStep {
+    /// `detected`, `confirmed`, `promoted`, `address-taken`, `calls-resumed`, ...
+    pub name: String,
+    /// Wall clock, Unix milliseconds.
+    pub at_unix_ms: u64,
+    /// The calls it concerns (calls resumed).
+    pub calls: u64,
+}
+
+impl Incident {
+    /// The step named `name`.
+    pub fn step(&self, name: &str) -> Option<&IncidentStep> {
+        self.steps.iter().find(|s| s.name == name)
+    }
+
+    /// Incidents from tandemctl's compact JSON (keys sorted: `id`, `kind`, `steps`, `summary`;
+    /// a step's `after_ms`, `at_unix_ms`, `calls`, `detail`, `name`).
+    fn parse_all(json: &str) -> Vec<Incident> {
+        json.split("{\"id\":")
+            .skip(1)
+            .map(|incident| Incident {
+                kind: json_value(incident, "kind").unwrap_or_default().to_owned(),
+                steps: incident
+                    .split("{\"after_ms\":")
+                    .skip(1)
+                    .map(|step| IncidentStep {
+                        name: json_value(step, "name").unwrap_or_default().to_owned(),
+                        at_unix_ms: json_number(step, "at_unix_ms"),
+                        calls: json_number(step, "calls"),
+                    })
+                    .collect(),
+            })
+            .collect()
+    }
+}
+
+/// The value after the first `"key":` of compact JSON, without quotes (strings holding no `"`,
+/// numbers, booleans).
+fn json_value<'a>(json: &'a str, key: &str) -> Option<&'a str> {
+    let needle = format!("\"{key}\":");
+    let (_, after) = json.split_once(&needle)?;
+    if let Some(string) = after.strip_prefix('"') {
+        return string.split('"').next();
+    }
+    after.split([',', '}', ']']).next().map(str::trim)
+}
+
+fn json_number(json: &str, key: &str) -> u64 {
+    json_value(json, key)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// `TANDEMCTL_BIN`, else `tandemctl` beside the Tandem binary.
+fn tandemctl_binary() -> Result<PathBuf> {
+    if let Some(path) = std::env::var_os("TANDEMCTL_BIN") {
+        return Ok(PathBuf::from(path));
+    }
+    let tandem = tandem_binary()?;
+    let ctl = tandem.with_file_name("tandemctl");
+    if !ctl.is_file() {
+        bail!(
+            "no {}: build it (cargo build --release -p tandemctl) or set TANDEMCTL_BIN",
+            ctl.display()
+        );
+    }
+    Ok(ctl)
+}
+
 /// A SIPp running in a node of a [`Topology`].
 #[derive(Debug)]
 pub struct NsSipp {
@@ -289,5 +560,28 @@ impl NsSipp {
     pub fn finish(mut self, deadline: Instant) -> Result<SippOutcome> {
         self.guard.signal("USR1").context("stopping SIPp")?;
         self.wait(deadline)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_tandemctl_json() {
+        let status = r#"{"active_calls":5,"draining":false,"epoch":3,"last_incident":{"id":2,"kind":"takeover","steps":[],"summary":"x"},"node":"tandem-b","peer":"tandem-a","peer_connected":false,"replication_lag_deltas":0,"replication_lag_ms":0,"role":"active","synced":false,"version":"0.1.0"}"#;
+        let status = HaStatus::parse(status).unwrap();
+        assert!(status.is_active());
+        assert_eq!((status.epoch, status.calls), (3, 5));
+        assert!(!status.synced && !status.peer_connected);
+
+        let incidents = r#"{"incidents":[{"id":2,"kind":"takeover","steps":[{"after_ms":0,"at_unix_ms":1000,"calls":0,"detail":"heartbeats","name":"detected"},{"after_ms":90,"at_unix_ms":1090,"calls":5,"detail":"5 calls","name":"calls-resumed"}],"summary":"s"},{"id":1,"kind":"startup","steps":[],"summary":""}]}"#;
+        let incidents = Incident::parse_all(incidents);
+        assert_eq!(incidents.len(), 2);
+        assert_eq!(incidents[0].kind, "takeover");
+        let resumed = incidents[0].step("calls-resumed").unwrap();
+        assert_eq!((resumed.at_unix_ms, resumed.calls), (1090, 5));
+        assert!(incidents[1].steps.is_empty());
     }
 }
