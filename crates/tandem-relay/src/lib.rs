@@ -15,8 +15,10 @@
 //! empty — at most a few batches per turn; a socket that still has data goes on a retry list that
 //! is served after the other ready sockets (with a zero poll timeout), so one flooded port cannot
 //! starve the others. Every received batch is processed in place and forwarded with one
-//! `sendmmsg` per outgoing socket. A full send buffer drops the rest of the batch (counted): the
-//! data plane never blocks.
+//! `sendmmsg` per outgoing socket (`sendto` for a single packet, the common case with real calls).
+//! RTP leaves through a send-only socket bound to the same port and kept out of the poll, so a
+//! send does not wake the poll's callback (see `stream::bind_rtp`). A full send buffer drops the
+//! rest of the batch (counted): the data plane never blocks.
 //!
 //! Commands ([`Relay::apply`], [`Relay::query`], shutdown) travel over a per-shard channel and wake
 //! the shard through its waker; the shard runs them between poll rounds, so socket changes never
@@ -25,7 +27,7 @@
 //! # Lock rules
 //!
 //! * Hot path (per packet): no lock, no allocation, no channel, no system call other than
-//!   `recvmmsg`/`sendmmsg`, and one `Instant::now()` per batch. Buffers are allocated when the
+//!   `recvmmsg`/`sendmmsg`/`sendto`, and one `Instant::now()` per batch. Buffers are allocated when the
 //!   shard starts; per-packet counts are plain fields.
 //! * Per batch: the shard adds its counts to its own atomics (relaxed; one writer each), which
 //!   [`Relay::totals`] sums.

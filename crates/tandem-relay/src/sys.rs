@@ -1,10 +1,11 @@
-//! The crate's only direct system calls: `recvmmsg(2)` and `sendmmsg(2)` on non-blocking UDP
-//! sockets, with every buffer allocated once when a shard starts.
+//! The crate's only direct system calls: `recvmmsg(2)`, `sendmmsg(2)` and `sendto(2)` on
+//! non-blocking UDP sockets, with every buffer allocated once when a shard starts, and the two
+//! socket options that pair a send-only socket with a receiving one on the same port.
 //!
 //! [`RecvBatch`] owns `batch` packet slots of [`SLOT_LEN`] bytes and the kernel headers that point
-//! into them; [`SendBatch`] sends packets that sit in a [`RecvBatch`]'s slots (edited in place) to
-//! per-packet destinations. The headers are rebuilt on every call (a few dozen stores), so no raw
-//! pointer outlives the borrow it was taken from.
+//! into them (set up once: the boxed slices never move); [`SendBatch`] sends packets that sit in a
+//! [`RecvBatch`]'s slots (edited in place) to per-packet destinations, its headers rebuilt on every
+//! call so no raw pointer outlives the borrow it was taken from.
 //!
 //! Both IPv4 and IPv6 sockets are handled; an IPv4 destination sent through an IPv6 socket is
 //! written as a v4-mapped address.
