@@ -32,7 +32,10 @@ const CALLS: u32 = 100;
 /// New calls per second while they are set up.
 const RATE: u32 = 50;
 
-/// Where the standby's second path goes ([`SecondPath`] tells why).
+/// Where the standby's second path goes. SIP listens on the VIP, so that Tandem's SIP leaves from
+/// the VIP: with `0.0.0.0` (needed to answer a probe on the node's own address) a restored call's
+/// BYE leaves from the new node's own address and SIPp answers the dialog's first peer, the dead
+/// node, so the BYE is never answered. A probe of the VIP reaches the node that holds it.
 const SECOND_PATH: SecondPath = SecondPath::ServiceAddress;
 
 /// The tests run one at a time.
@@ -218,14 +221,7 @@ fn echo_calls(net: &Topology, dir: &Path, role: &str, calls: u32) -> Result<(NsS
 
 /// `calls` short calls without media (uac_basic.xml) to the VIP; Ok when all succeed.
 fn short_calls(net: &Topology, dir: &Path, role: &str, calls: u32) -> Result<()> {
-    let vip = SocketAddr::new(net.vip().into(), 5060);
-    let sipp = Sipp::uac(role, "uac_basic.xml", vip)
-        .calls(calls)
-        .rate(10)
-        .timeout(Duration::from_secs(20));
-    let outcome = net
-        .spawn_sipp(Node::Caller, role, sipp, dir)?
-        .wait(secs(30))?;
+    let outcome = arriving_calls(net, dir, role, calls)?.wait(secs(30))?;
     outcome
         .check_caller(u64::from(calls))
         .map_err(anyhow::Error::msg)
@@ -349,7 +345,7 @@ impl MediaGaps {
 
     fn summary(&self) -> String {
         format!(
-            "media gap across the kill per call p50/p99/max {}; longest gap per call p50/p99/max {}",
+            "media gap across the takeover per call p50/p99/max {}; longest gap per call p50/p99/max {}",
             percentiles(&self.across_kill),
             percentiles(&self.longest)
         )
@@ -366,8 +362,8 @@ fn percentiles(values: &[f64]) -> String {
     format!("{:.0}/{:.0}/{:.0} ms", at(0.5), at(0.99), at(1.0))
 }
 
-/// Detection, confirmation, promotion, address and calls, relative to the kill, from the newest
-/// takeover incident of `node`.
+/// Detection, confirmation, promotion, address and calls, relative to `kill` (the kill or the
+/// switchover request, Unix seconds), from the newest incident of `node` with a promotion.
 fn takeover_figures(pair: &Pair<'_>, node: Node, kill: f64) -> Result<String> {
     let incidents = pair.tandem(node).incidents(pair.net)?;
     let takeover = incidents
@@ -389,7 +385,7 @@ fn takeover_figures(pair: &Pair<'_>, node: Node, kill: f64) -> Result<String> {
         })
         .collect();
     Ok(format!(
-        "{} after the kill: {}",
+        "{} timeline from the kill (or request): {}",
         takeover.kind,
         steps.join(", ")
     ))
@@ -635,4 +631,133 @@ fn cutting_only_the_replication_link_makes_no_second_active() -> Result<()> {
     })?;
     dir.passed();
     Ok(())
+}
+
+/// `tandemctl switchover` on the active while calls run and new ones arrive: the standby takes
+/// the active role (and the VIP), the old active becomes its synced standby, and no call fails.
+#[test]
+fn planned_switchover_under_load_loses_no_call() -> Result<()> {
+    let test = "ha_switchover";
+    if !ready(test) {
+        return Ok(());
+    }
+    let mut dir = TestDir::new(test)?;
+    let calls = 30;
+    with_topology("ha-switch", |net| {
+        let media = echo_server(net, dir.path())?;
+        let mut pair = Pair::start(net, dir.path(), media.addr())?;
+        let (caller, media_port) = echo_calls(net, dir.path(), "caller", calls)?;
+        let capture = EchoCapture::start(net, dir.path(), "echo", media_port)?;
+        pair.wait_calls(u64::from(calls), secs(20))?;
+        capture.wait_calls(calls as usize, secs(10))?;
+        let arriving = arriving_calls(net, dir.path(), "arriving", 30)?;
+
+        let asked = unix_now();
+        let output = pair.tandem(Node::TandemA).ctl(net, &["switchover"])?;
+        let answer = String::from_utf8_lossy(&output.stdout).into_owned();
+        ensure!(
+            output.status.success(),
+            "tandemctl switchover: {} {answer} {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+        pair.wait_roles(Node::TandemB, secs(10))?;
+        net.wait_vip_at(Node::Caller, Node::TandemB, secs(5))?;
+        report(&format!(
+            "{test}: switchover with {calls} calls: tandemctl answered {:?}; {}",
+            answer.trim(),
+            takeover_figures(&pair, Node::TandemB, asked)?
+        ));
+        pair.print_incidents(test, Node::TandemB);
+
+        let arriving = arriving.wait(secs(40))?;
+        arriving.check_caller(30).map_err(|failure| {
+            anyhow::anyhow!("calls arriving during the switchover: {failure}")
+        })?;
+        all_calls_ended(caller, calls, &mut pair)?;
+        let gaps = MediaGaps::measure(&capture.stop()?, asked);
+        report(&format!("{test}: {calls} calls: {}", gaps.summary()));
+        ensure!(
+            gaps.silent_after_kill.is_empty(),
+            "no echoed RTP after the switchover for the calls on relay ports {:?}",
+            gaps.silent_after_kill
+        );
+        Ok(())
+    })?;
+    dir.passed();
+    Ok(())
+}
+
+/// 5 % of the packets on the replication link lost (each way) while calls run and new ones
+/// arrive: never a second active, and once the loss is gone the standby is synced and mirrors
+/// every call without help.
+#[test]
+fn five_percent_loss_on_the_replication_link() -> Result<()> {
+    let test = "ha_loss";
+    if !ready(test) || !need_tool(test, "tc") {
+        return Ok(());
+    }
+    let mut dir = TestDir::new(test)?;
+    let calls = 30;
+    with_topology("ha-loss", |net| {
+        let media = echo_server(net, dir.path())?;
+        let mut pair = Pair::start(net, dir.path(), media.addr())?;
+        let method = net.replication_loss(5.0)?;
+        let (caller, _) = echo_calls(net, dir.path(), "caller", calls)?;
+        let arriving = arriving_calls(net, dir.path(), "arriving", 40)?;
+        let lossy = Instant::now();
+        let mut standby_seen = Vec::new();
+        while lossy.elapsed() < Duration::from_secs(4) {
+            let holders = net.vip_holders()?;
+            let roles: Vec<String> = Node::TANDEMS
+                .iter()
+                .map(|&n| pair.status(n).map_or_else(|e| e.to_string(), |s| s.role))
+                .collect();
+            if holders != [Node::TandemA] || roles != ["active", "standby"] {
+                bail!(
+                    "{} ms into the loss: VIP on {holders:?}, roles {roles:?}\n{}",
+                    lossy.elapsed().as_millis(),
+                    pair.describe()
+                );
+            }
+            let synced = pair.status(Node::TandemB)?.synced;
+            if standby_seen.last() != Some(&synced) {
+                standby_seen.push(synced);
+            }
+        }
+        let during = (pair.status(Node::TandemA)?, pair.status(Node::TandemB)?);
+        net.clear_replication_loss()?;
+        let cleared = Instant::now();
+        pair.wait_roles(Node::TandemA, secs(10))?;
+        let active_calls = pair.status(Node::TandemA)?.calls;
+        pair.tandem(Node::TandemB)
+            .wait_status(net, secs(10), |s| s.calls == active_calls)?;
+        report(&format!(
+            "{test}: 4 s of 5 % loss each way ({method:?}) with calls set up: the standby's synced \
+             flag went {standby_seen:?}; at the end active {} / standby {} calls; after clearing, \
+             synced and mirroring all {active_calls} calls within {} ms",
+            during.0.calls,
+            during.1.calls,
+            cleared.elapsed().as_millis()
+        ));
+        pair.print_incidents(test, Node::TandemB);
+        arriving
+            .wait(secs(40))?
+            .check_caller(40)
+            .map_err(anyhow::Error::msg)?;
+        all_calls_ended(caller, calls, &mut pair)?;
+        Ok(())
+    })?;
+    dir.passed();
+    Ok(())
+}
+
+/// `calls` short calls (uac_basic.xml, 1 s each) at 10 a second, running in the background.
+fn arriving_calls(net: &Topology, dir: &Path, role: &str, calls: u32) -> Result<NsSipp> {
+    let vip = SocketAddr::new(net.vip().into(), 5060);
+    let sipp = Sipp::uac(role, "uac_basic.xml", vip)
+        .calls(calls)
+        .rate(10)
+        .timeout(Duration::from_secs(40));
+    net.spawn_sipp(Node::Caller, role, sipp, dir)
 }
