@@ -26,9 +26,9 @@ use tandem_tests::process::{file_tail, wait_for, ChildGuard};
 use tandem_tests::sipp::Invites;
 use tandem_tests::{need_root, need_tool, Node, Sipp, TandemConfig, TestDir, Topology};
 
-/// Established calls held across a takeover (the issue asks for a few hundred; the shared
-/// two-core machine runs 100 with RTP both ways and the capture).
-const CALLS: u32 = 100;
+/// Established calls held across a takeover (the issue's "a few hundred"), each with RTP both
+/// ways.
+const CALLS: u32 = 300;
 /// New calls per second while they are set up.
 const RATE: u32 = 50;
 
