@@ -145,7 +145,8 @@ fn ha_status(core: &Core, ha: &HaNode, draining: bool, at: std::time::Instant) -
                 u64::try_from(lag.oldest.as_millis()).unwrap_or(u64::MAX),
             )
         }
-        None => (ha.mirror().synced(), 0, 0),
+        // A standby cut off from the active may be missing changes: not synced then.
+        None => (ha.mirror().synced() && status.peer_connected, 0, 0),
     };
     api::StatusReply {
         node: ha.settings().node.clone(),

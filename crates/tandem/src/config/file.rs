@@ -190,8 +190,10 @@ pub struct HaTable {
     pub listen: String,
     /// The peer's replication gRPC address. Required.
     pub peer_address: String,
-    /// The peer's own SIP address (not the service address): the second path that confirms the
-    /// peer is gone before a takeover. Required.
+    /// Where the second path probes the peer with SIP OPTIONS before a takeover (only a silent
+    /// probe lets the standby promote itself). It must be an address the peer's SIP service answers
+    /// on over the service network: with `sip.listen` on the service address (VIP), the VIP itself
+    /// — the live active answers there, a dead one does not. Required.
     pub peer_sip: String,
     /// This node wins when both start together. Default false.
     #[serde(default)]

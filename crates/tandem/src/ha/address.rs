@@ -4,23 +4,36 @@
 //! once. Without `[ha.vip]` an outside agent (keepalived's notify scripts) moves the address.
 
 use std::net::IpAddr;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 
 /// The address and where it goes.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub struct ServiceAddress {
     pub ip: IpAddr,
     pub prefix: u8,
     pub interface: String,
+    /// The gratuitous ARP still being sent: stopped on release, or its late announcements would
+    /// point neighbours back at a node that gave the address up.
+    announcer: Option<Child>,
 }
 
 impl ServiceAddress {
+    pub fn new(ip: IpAddr, prefix: u8, interface: String) -> ServiceAddress {
+        ServiceAddress {
+            ip,
+            prefix,
+            interface,
+            announcer: None,
+        }
+    }
+
     fn cidr(&self) -> String {
         format!("{}/{}", self.ip, self.prefix)
     }
 
     /// Adds the address (idempotent) and announces it. The announcement runs in the background.
-    pub fn take(&self) -> Result<(), String> {
+    pub fn take(&mut self) -> Result<(), String> {
+        self.stop_announcing();
         run(
             "ip",
             &["addr", "replace", &self.cidr(), "dev", &self.interface],
@@ -35,10 +48,7 @@ impl ServiceAddress {
                 .stderr(Stdio::null())
                 .spawn();
             match spawned {
-                // Reaped by a thread so no zombie stays behind.
-                Ok(mut child) => {
-                    std::thread::spawn(move || child.wait());
-                }
+                Ok(child) => self.announcer = Some(child),
                 Err(error) => {
                     tracing::warn!(%error, "gratuitous ARP not sent (is arping installed?)")
                 }
@@ -48,12 +58,28 @@ impl ServiceAddress {
     }
 
     /// Removes the address; not having it is fine.
-    pub fn release(&self) -> Result<(), String> {
+    pub fn release(&mut self) -> Result<(), String> {
+        self.stop_announcing();
         match run("ip", &["addr", "del", &self.cidr(), "dev", &self.interface]) {
             Ok(()) => Ok(()),
             Err(error) if error.contains("Cannot assign") => Ok(()),
             Err(error) => Err(error),
         }
+    }
+}
+
+impl ServiceAddress {
+    fn stop_announcing(&mut self) {
+        if let Some(mut child) = self.announcer.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for ServiceAddress {
+    fn drop(&mut self) {
+        self.stop_announcing();
     }
 }
 

@@ -81,12 +81,9 @@ impl HaNode {
         let address = settings
             .vip
             .as_ref()
-            .map(|(ip, prefix, interface)| ServiceAddress {
-                ip: *ip,
-                prefix: *prefix,
-                interface: interface.clone(),
-            });
-        if let Some(address) = &address {
+            .map(|(ip, prefix, interface)| ServiceAddress::new(*ip, *prefix, interface.clone()));
+        let mut address = address;
+        if let Some(address) = &mut address {
             // A node starts as standby: the address is not ours until the role machine says so.
             if let Err(error) = address.release() {
                 warn!(%error, "could not release the service address at start");
@@ -380,7 +377,7 @@ impl HaNode {
         let snapshot = self.mirror.to_snapshot(unix_ms());
         let restored = core.restore(at, snapshot);
         info!(epoch, restored, "this node is now active");
-        if let Some(address) = &self.address {
+        if let Some(address) = &mut self.address {
             match address.take() {
                 Ok(()) => {
                     self.role
@@ -415,7 +412,7 @@ impl HaNode {
         core.set_durability(now(), Durability::Off);
         self.outbox = None;
         self.mirror.reset();
-        if let Some(address) = &self.address {
+        if let Some(address) = &mut self.address {
             if let Err(error) = address.release() {
                 error!(%error, "service address not released");
             }
