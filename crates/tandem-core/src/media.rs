@@ -51,17 +51,6 @@ pub struct VersionTrack {
 }
 
 impl VersionTrack {
-    /// A track that last sent version `sent` for a body that arrived with `received` (restoring a
-    /// replicated call).
-    pub fn from_last(last: Option<(u64, u64)>) -> VersionTrack {
-        VersionTrack { last }
-    }
-
-    /// The version the last body arrived with and the version Tandem sent it on with.
-    pub fn last(&self) -> Option<(u64, u64)> {
-        self.last
-    }
-
     fn next(&mut self, incoming: u64) -> u64 {
         let out = match self.last {
             Some((seen, sent)) if seen == incoming => sent,

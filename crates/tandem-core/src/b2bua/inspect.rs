@@ -43,9 +43,7 @@ impl Core {
             key: c.key,
             call_id: c.caller.call_id.clone(),
             state: c.state,
-            server: c
-                .server_index
-                .map(|s| self.pool.server(s).config.name.clone()),
+            server: self.server_name(c),
             age: now.saturating_duration_since(c.created),
             media: c.media.streams.clone(),
         }

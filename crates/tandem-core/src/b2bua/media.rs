@@ -7,7 +7,7 @@ use crate::media::AnchorError;
 use bytes::Bytes;
 use std::time::Instant;
 use tandem_media::session::{MediaCommand, MediaEvent, MediaSide};
-use tandem_sip::{HeaderName, Message};
+use tandem_sip::Message;
 
 /// What to do with the body of a message crossing a call.
 #[derive(Debug)]
@@ -41,7 +41,7 @@ fn has_sdp(msg: &Message) -> bool {
     if msg.body().is_empty() {
         return false;
     }
-    msg.header(HeaderName::ContentType).is_some_and(|ct| {
+    msg.content_type().is_some_and(|ct| {
         let media_type = ct.split(';').next().unwrap_or_default().trim();
         media_type.eq_ignore_ascii_case("application/sdp")
     })

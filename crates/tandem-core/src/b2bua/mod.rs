@@ -472,6 +472,12 @@ impl Core {
         self.events.push_back(event);
     }
 
+    /// The configured name of the call's media server, once one is chosen.
+    fn server_name(&self, c: &Call) -> Option<String> {
+        c.server_index
+            .map(|s| self.pool.server(s).config.name.clone())
+    }
+
     /// Removes a call and everything that points at it.
     fn end_call(&mut self, call: CallKey, reason: &str) {
         let Some(c) = self.calls.remove(&call) else {

@@ -10,7 +10,6 @@ use crate::transaction::TxId;
 use bytes::Bytes;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
-use tandem_media::session::MediaCommand;
 
 /// An answered call, as the standby mirrors it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -334,26 +333,9 @@ impl Core {
             state: c.state,
             caller: c.caller.clone(),
             server: c.server.clone(),
-            server_name: c
-                .server_index
-                .map(|s| self.pool.server(s).config.name.clone()),
+            server_name: self.server_name(c),
             media: c.media.clone(),
             age: now.saturating_duration_since(c.created),
         }
-    }
-
-    /// The media plan of every call (a new data plane after promotion, or a restarted one).
-    pub fn media_plans(&self) -> Vec<MediaCommand> {
-        self.calls
-            .values()
-            .filter(|c| !c.media.streams.is_empty())
-            .map(|c| {
-                MediaCommand::Apply(tandem_media::session::SessionPlan {
-                    call: c.key,
-                    call_id: c.caller.call_id.clone(),
-                    streams: c.media.streams.clone(),
-                })
-            })
-            .collect()
     }
 }

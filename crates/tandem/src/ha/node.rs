@@ -127,28 +127,20 @@ impl HaNode {
         &self.settings
     }
 
-    /// Whether SIP request `method` may reach the core: everything on the serving active node;
-    /// on a standby (or during a hand-over) only OPTIONS, so that the peer's second-path probe is
-    /// answered while calls stay with the active.
-    pub fn accepts(&self, is_options: bool) -> bool {
-        is_options || self.serving()
-    }
-
     /// The node serves calls: active and not handing over.
     pub fn serving(&self) -> bool {
         self.accepting && self.role.role() == NodeRole::Active
     }
 
-    /// Whether a datagram or frame may reach the core (responses always may: the core's own
-    /// probes and transactions).
+    /// Whether a datagram or frame may reach the core: everything on the serving active node; on
+    /// a standby (or during a hand-over) only OPTIONS, so that the peer's second-path probe is
+    /// answered while calls stay with the active, and responses (the core's own probes).
     pub fn admits(&self, payload: &[u8]) -> bool {
         if self.serving() {
             return true;
         }
-        match tandem_sip::peek_request(payload) {
-            Some(head) => self.accepts(head.method == tandem_sip::Method::Options),
-            None => true,
-        }
+        tandem_sip::peek_request(payload)
+            .is_none_or(|head| head.method == tandem_sip::Method::Options)
     }
 
     pub fn poll_timeout(&self) -> Option<Instant> {
