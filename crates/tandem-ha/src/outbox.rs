@@ -124,6 +124,59 @@ pub struct OutboxMetrics {
     pub deltas_sent: u64,
 }
 
+/// Upper bounds of the [`AckLatency`] buckets in microseconds, 0.25 ms to 1 s (a last bucket
+/// holds everything above).
+pub const ACK_LATENCY_BOUNDS_US: [u64; 20] = [
+    250, 500, 750, 1_000, 1_500, 2_000, 3_000, 5_000, 7_500, 10_000, 15_000, 20_000, 30_000,
+    50_000, 75_000, 100_000, 150_000, 250_000, 500_000, 1_000_000,
+];
+
+/// How long the standby took to acknowledge each delta: from [`Outbox::push`] (or the start of
+/// the session, for a delta pushed before the standby connected) to the cumulative ack covering
+/// it, counted in fixed buckets ([`ACK_LATENCY_BOUNDS_US`]) so that recording never allocates.
+/// Deltas acknowledged while streaming count; those covered by a snapshot's ack do not.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AckLatency {
+    /// `buckets[i]`: latencies above bound `i - 1` and at most bound `i`; the last: above all.
+    buckets: [u64; ACK_LATENCY_BOUNDS_US.len() + 1],
+    count: u64,
+    sum_us: u64,
+}
+
+impl AckLatency {
+    /// Counts one delta acknowledged `latency` after it was pushed.
+    pub fn record(&mut self, latency: Duration) {
+        let us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
+        let bucket = ACK_LATENCY_BOUNDS_US.partition_point(|bound| *bound < us);
+        self.buckets[bucket] += 1;
+        self.count += 1;
+        self.sum_us = self.sum_us.saturating_add(us);
+    }
+
+    /// Deltas counted.
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    /// Their latencies added up (microsecond resolution).
+    pub fn sum(&self) -> Duration {
+        Duration::from_micros(self.sum_us)
+    }
+
+    /// Cumulative counts as a Prometheus histogram has them: `(upper bound, deltas at most that
+    /// late)` for each bound, then `(None, count)` for +Inf.
+    pub fn cumulative(&self) -> impl Iterator<Item = (Option<Duration>, u64)> + '_ {
+        let bounds = ACK_LATENCY_BOUNDS_US
+            .iter()
+            .map(|us| Some(Duration::from_micros(*us)))
+            .chain([None]);
+        bounds.zip(self.buckets.iter().scan(0, |total, n| {
+            *total += n;
+            Some(*total)
+        }))
+    }
+}
+
 /// A delta kept for sending and resuming.
 #[derive(Debug)]
 struct Kept {
@@ -164,6 +217,7 @@ pub struct Outbox {
     session: Session,
     stale: bool,
     metrics: OutboxMetrics,
+    ack_latency: AckLatency,
 }
 
 impl Outbox {
@@ -179,6 +233,7 @@ impl Outbox {
             session: Session::Disconnected,
             stale: false,
             metrics: OutboxMetrics::default(),
+            ack_latency: AckLatency::default(),
         }
     }
 
@@ -221,6 +276,12 @@ impl Outbox {
     /// Counters.
     pub fn metrics(&self) -> OutboxMetrics {
         self.metrics
+    }
+
+    /// How long the standby took to acknowledge deltas, since this outbox was created (the node
+    /// became active).
+    pub fn ack_latency(&self) -> &AckLatency {
+        &self.ack_latency
     }
 
     /// Records change `seq` of the core (consecutive from the first one pushed).
@@ -394,7 +455,9 @@ impl Outbox {
                 self.session = Session::Streaming { since: now };
                 self.stale = false;
             }
-            Session::Streaming { .. } if ack.seq > self.acked => {}
+            Session::Streaming { since } if ack.seq > self.acked => {
+                self.record_ack_latency(now, *since, ack.seq);
+            }
             _ => return None,
         }
         self.acked = ack.seq;
@@ -442,6 +505,26 @@ impl Outbox {
         }
     }
 
+    /// Counts the deltas after `self.acked` up to `seq` (all sent, so all in the ring unless it
+    /// overran them) into the ack latency.
+    fn record_ack_latency(&mut self, now: Instant, since: Instant, seq: u64) {
+        let oldest = self.oldest_kept();
+        let first = (self.acked + 1).max(oldest);
+        let (Ok(from), Ok(to)) = (
+            usize::try_from(first - oldest),
+            usize::try_from(seq.saturating_sub(oldest)),
+        ) else {
+            return;
+        };
+        if first > seq || to >= self.ring.len() {
+            return;
+        }
+        for kept in self.ring.range(from..=to) {
+            let latency = now.saturating_duration_since(kept.pushed.max(since));
+            self.ack_latency.record(latency);
+        }
+    }
+
     fn oldest_kept(&self) -> u64 {
         self.ring
             .front()
@@ -465,5 +548,97 @@ impl Outbox {
         self.acked = 0;
         self.session = Session::NeedSnapshot;
         self.metrics.stale += 1;
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn health(up: bool) -> ReplicationChange {
+        ReplicationChange::ServerHealth {
+            name: "ms1".to_owned(),
+            up,
+        }
+    }
+
+    /// An outbox (epoch 1) whose standby took an empty snapshot and streams.
+    fn streaming(t0: Instant) -> Outbox {
+        let mut outbox = Outbox::new(OutboxConfig::default(), 1);
+        let hello = Hello {
+            node: "b".to_owned(),
+            epoch: 1,
+            applied_seq: 0,
+            schema_version: 1,
+        };
+        assert_eq!(outbox.handle_hello(t0, &hello), HelloOutcome::Snapshot);
+        outbox
+            .begin_snapshot(t0, 0, ReplicaSnapshot::default())
+            .unwrap();
+        while outbox.poll_send().is_some() {}
+        assert_eq!(outbox.handle_ack(t0, &Ack { epoch: 1, seq: 0 }), Some(0));
+        assert!(outbox.synced());
+        outbox
+    }
+
+    #[test]
+    fn each_acknowledged_delta_counts_its_latency_once() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut outbox = streaming(t0);
+        for seq in 1..=4 {
+            outbox
+                .push(t0 + ms(seq), 0, seq, &health(seq % 2 == 0))
+                .unwrap();
+        }
+        while outbox.poll_send().is_some() {}
+        assert_eq!(
+            outbox.ack_latency().count(),
+            0,
+            "the snapshot's ack counts nothing"
+        );
+
+        // deltas 1 and 2 (pushed at +1 and +2 ms) acknowledged at +3 ms: 2 ms and 1 ms
+        outbox.handle_ack(t0 + ms(3), &Ack { epoch: 1, seq: 2 });
+        // an old ack changes nothing
+        outbox.handle_ack(t0 + ms(50), &Ack { epoch: 1, seq: 1 });
+        // deltas 3 and 4 (+3, +4 ms) at +404 ms: 401 and 400 ms
+        outbox.handle_ack(t0 + ms(404), &Ack { epoch: 1, seq: 4 });
+
+        let latency = outbox.ack_latency();
+        assert_eq!(latency.count(), 4);
+        assert_eq!(latency.sum(), ms(2 + 1 + 401 + 400));
+        let cumulative: Vec<(Option<Duration>, u64)> = latency.cumulative().collect();
+        assert_eq!(cumulative.len(), ACK_LATENCY_BOUNDS_US.len() + 1);
+        let at = |bound: Duration| {
+            cumulative
+                .iter()
+                .find(|(b, _)| *b == Some(bound))
+                .unwrap()
+                .1
+        };
+        assert_eq!(at(ms(1)), 1, "1 ms is in the bucket of 1 ms");
+        assert_eq!(at(ms(2)), 2);
+        assert_eq!(at(ms(250)), 2);
+        assert_eq!(at(ms(500)), 4);
+        assert_eq!(cumulative.last(), Some(&(None, 4)));
+    }
+
+    #[test]
+    fn latency_buckets_cover_fractions_of_a_millisecond_and_beyond_a_second() {
+        let mut latency = AckLatency::default();
+        latency.record(Duration::from_micros(100));
+        latency.record(Duration::from_micros(251));
+        latency.record(Duration::from_secs(3));
+        let cumulative: Vec<u64> = latency.cumulative().map(|(_, n)| n).collect();
+        assert_eq!(cumulative[0], 1, "0.1 ms: at most 0.25 ms");
+        assert_eq!(cumulative[1], 2, "0.251 ms: at most 0.5 ms");
+        assert_eq!(
+            cumulative[ACK_LATENCY_BOUNDS_US.len() - 1],
+            2,
+            "3 s: above 1 s"
+        );
+        assert_eq!(cumulative[ACK_LATENCY_BOUNDS_US.len()], 3);
     }
 }

@@ -4,6 +4,7 @@
 use std::fmt::{Display, Write};
 use tandem_core::media::AnchorMetrics;
 use tandem_core::{Metrics, ServerHealth};
+use tandem_ha::outbox::AckLatency;
 use tandem_relay::RelayTotals;
 
 /// Content-Type of [`render_prometheus`]'s output.
@@ -26,6 +27,9 @@ pub struct Snapshot {
     pub shell: ShellCounters,
     /// Media anchoring; `None` when it is off.
     pub media: Option<MediaSnapshot>,
+    /// How long the standby took to acknowledge each change, since this node became active;
+    /// `None` on a node that is not active.
+    pub replication_ack_latency: Option<AckLatency>,
 }
 
 /// The media relay's and the anchoring's counters.
@@ -148,6 +152,14 @@ pub fn render_prometheus(s: &Snapshot) -> String {
         "Answers sent without the standby's confirmation because it took longer than the sync wait.",
         m.replication_sync_timeouts,
     );
+    if let Some(latency) = &s.replication_ack_latency {
+        out.histogram(
+            "tandem_replication_ack_latency_seconds",
+            "Time from a change being queued for the standby to the standby's cumulative ack \
+             covering it, since this node became active.",
+            latency,
+        );
+    }
     if let Some(media) = &s.media {
         render_media(&mut out, m, media);
     }
@@ -300,6 +312,18 @@ impl Exposition {
     fn single(&mut self, name: &str, kind: &str, help: &str, value: impl Display) {
         self.family(name, kind, help);
         self.sample(name, &[], value);
+    }
+
+    /// A histogram in seconds: cumulative `_bucket` samples, `_sum`, `_count`.
+    fn histogram(&mut self, name: &str, help: &str, latency: &AckLatency) {
+        self.family(name, "histogram", help);
+        let bucket = format!("{name}_bucket");
+        for (bound, count) in latency.cumulative() {
+            let le = bound.map_or_else(|| "+Inf".to_owned(), |b| b.as_secs_f64().to_string());
+            self.sample(&bucket, &[("le", &le)], count);
+        }
+        self.sample(&format!("{name}_sum"), &[], latency.sum().as_secs_f64());
+        self.sample(&format!("{name}_count"), &[], latency.count());
     }
 
     /// A counter with one sample per status class 1xx..6xx (`counts[1..=6]`).

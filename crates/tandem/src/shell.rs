@@ -264,6 +264,11 @@ impl CoreTask {
                 tcp_connections,
                 ..state.counters
             },
+            replication_ack_latency: self
+                .ha
+                .as_ref()
+                .and_then(HaNode::outbox)
+                .map(|outbox| *outbox.ack_latency()),
         }
     }
 }

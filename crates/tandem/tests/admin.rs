@@ -3,10 +3,12 @@
 #![allow(clippy::unwrap_used)]
 
 use std::net::SocketAddr;
+use std::time::Duration;
 use tandem::admin::{self, AdminRequest};
 use tandem::metrics::{render_prometheus, MediaSnapshot, ShellCounters, Snapshot};
 use tandem_core::media::AnchorMetrics;
 use tandem_core::{Metrics, ServerHealth};
+use tandem_ha::outbox::AckLatency;
 use tandem_relay::RelayTotals;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -66,6 +68,7 @@ fn sample_snapshot() -> Snapshot {
             tcp_framing_errors: 1,
             send_errors: 9,
         },
+        replication_ack_latency: None,
     }
 }
 
@@ -120,6 +123,40 @@ fn prometheus_text_has_every_metric_with_help_and_type() {
     assert!(text.contains("# TYPE tandem_calls_active gauge\n"));
     assert!(text.contains("# TYPE tandem_calls_total counter\n"));
     assert!(text.ends_with('\n'));
+}
+
+#[test]
+fn replication_ack_latency_is_a_histogram_in_seconds() {
+    let mut latency = AckLatency::default();
+    for us in [200, 900, 1_000, 40_000, 2_000_000] {
+        latency.record(Duration::from_micros(us));
+    }
+    let snapshot = Snapshot {
+        replication_ack_latency: Some(latency),
+        ..sample_snapshot()
+    };
+    let text = render_prometheus(&snapshot);
+    let name = "tandem_replication_ack_latency_seconds";
+    for line in [
+        format!("# TYPE {name} histogram"),
+        format!("{name}_bucket{{le=\"0.00025\"}} 1"),
+        format!("{name}_bucket{{le=\"0.00075\"}} 1"),
+        format!("{name}_bucket{{le=\"0.001\"}} 3"),
+        format!("{name}_bucket{{le=\"0.05\"}} 4"),
+        format!("{name}_bucket{{le=\"1\"}} 4"),
+        format!("{name}_bucket{{le=\"+Inf\"}} 5"),
+        format!("{name}_sum 2.0421"),
+        format!("{name}_count 5"),
+    ] {
+        assert!(
+            text.lines().any(|l| l == line),
+            "missing {line:?} in\n{text}"
+        );
+    }
+    assert!(
+        !render_prometheus(&sample_snapshot()).contains(name),
+        "no histogram on a node that is not active"
+    );
 }
 
 /// Serves the admin endpoint on port 0; a stand-in core task answers with `sample_snapshot`
