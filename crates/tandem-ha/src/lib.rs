@@ -31,9 +31,10 @@
 //!
 //! # What the schema carries and the core does not give (yet)
 //!
-//! `CallSnapshot` has no SDP bodies, latched addresses, RTP continuity state, answer time, session
-//! timer or maximum-duration deadlines, agent, and its `o=` version tracks are opaque: those
-//! `CallRecord` fields are sent empty and ignored on the way back.
+//! `CallSnapshot` has no SDP bodies (the core keeps the parsed endpoints only), answer time,
+//! session timer or maximum-duration deadlines (the core has neither timer), agent: those
+//! `CallRecord` fields are sent empty and ignored on the way back. Latched sources, the outbound
+//! RTP streams' continuity and the `o=` version tracks do travel.
 
 #![warn(missing_docs)]
 
@@ -46,4 +47,4 @@ pub mod role;
 pub use incident::{Incident, IncidentKind, IncidentLog, StepName, WallClock};
 pub use mirror::{Mirror, MirrorError, MirrorState};
 pub use outbox::{HelloOutcome, Lag, Outbox, OutboxConfig, OutboxError};
-pub use role::{Action, NodeRole, Progress, Role, RoleConfig, RoleError, RoleStatus};
+pub use role::{Action, AddressOwner, NodeRole, Progress, Role, RoleConfig, RoleError, RoleStatus};

@@ -35,9 +35,15 @@ pub enum GrpcAdminRequest {
     Status(oneshot::Sender<admin_v1::StatusReply>),
     Promote {
         force: bool,
+        /// Who asks and why (empty: an operator), for the incident.
+        reason: String,
         reply: oneshot::Sender<admin_v1::RoleReply>,
     },
-    Demote(oneshot::Sender<admin_v1::RoleReply>),
+    Demote {
+        /// Who asks and why (empty: an operator), for the incident.
+        reason: String,
+        reply: oneshot::Sender<admin_v1::RoleReply>,
+    },
     Switchover(oneshot::Sender<admin_v1::RoleReply>),
     Drain {
         enable: bool,

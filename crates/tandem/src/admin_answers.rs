@@ -20,10 +20,9 @@ pub fn answer_standalone(core: &mut Core, draining: &mut bool, request: GrpcAdmi
                 ..api::StatusReply::default()
             });
         }
-        GrpcAdminRequest::Promote { reply, .. } => {
-            let _ = reply.send(no_peer());
-        }
-        GrpcAdminRequest::Demote(reply) | GrpcAdminRequest::Switchover(reply) => {
+        GrpcAdminRequest::Promote { reply, .. }
+        | GrpcAdminRequest::Demote { reply, .. }
+        | GrpcAdminRequest::Switchover(reply) => {
             let _ = reply.send(no_peer());
         }
         GrpcAdminRequest::Drain { enable, reply } => {
@@ -99,12 +98,16 @@ pub fn answer_ha(core: &mut Core, ha: &mut HaNode, draining: &mut bool, request:
         GrpcAdminRequest::Status(reply) => {
             let _ = reply.send(ha_status(core, ha, *draining, at));
         }
-        GrpcAdminRequest::Promote { force, reply } => {
-            let result = ha.role_mut().promote(at, force);
+        GrpcAdminRequest::Promote {
+            force,
+            reason,
+            reply,
+        } => {
+            let result = ha.role_mut().promote_because(at, force, &reason);
             let _ = reply.send(role_reply(ha, result, "promotion under way"));
         }
-        GrpcAdminRequest::Demote(reply) => {
-            let result = ha.role_mut().demote(at);
+        GrpcAdminRequest::Demote { reason, reply } => {
+            let result = ha.role_mut().demote_because(at, &reason);
             let _ = reply.send(role_reply(
                 ha,
                 result,

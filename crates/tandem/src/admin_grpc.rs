@@ -103,16 +103,22 @@ impl Admin for AdminService {
         &self,
         request: Request<api::PromoteRequest>,
     ) -> Result<Response<api::RoleReply>, Status> {
-        let force = request.into_inner().force;
-        self.ask(|reply| GrpcAdminRequest::Promote { force, reply })
-            .await
+        let api::PromoteRequest { force, reason } = request.into_inner();
+        self.ask(|reply| GrpcAdminRequest::Promote {
+            force,
+            reason,
+            reply,
+        })
+        .await
     }
 
     async fn demote(
         &self,
-        _request: Request<api::DemoteRequest>,
+        request: Request<api::DemoteRequest>,
     ) -> Result<Response<api::RoleReply>, Status> {
-        self.ask(GrpcAdminRequest::Demote).await
+        let reason = request.into_inner().reason;
+        self.ask(|reply| GrpcAdminRequest::Demote { reason, reply })
+            .await
     }
 
     async fn switchover(
@@ -241,7 +247,7 @@ mod tests {
             while core.recv().await.is_some() {}
         });
         let status = service
-            .demote(Request::new(api::DemoteRequest {}))
+            .demote(Request::new(api::DemoteRequest::default()))
             .await
             .unwrap_err();
         assert_eq!(status.code(), tonic::Code::Unavailable);

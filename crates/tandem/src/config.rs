@@ -17,6 +17,7 @@ use std::time::Duration;
 use tandem_core::media::MediaConfig;
 use tandem_core::transaction::Timers;
 use tandem_core::{CoreConfig, MediaServerConfig, ProbeConfig, Transport};
+use tandem_ha::AddressOwner;
 use tandem_media::ports::PortAllocator;
 
 /// The configuration built into the binary, used when no `--config` is given: SIP on
@@ -99,7 +100,9 @@ pub struct HaSettings {
     pub peer: String,
     pub listen: SocketAddr,
     pub peer_address: SocketAddr,
-    pub peer_sip: SocketAddr,
+    /// `ha.peer_sip`: where the second path probes the peer; `None` when keepalived owns the
+    /// address (no probe then).
+    pub peer_sip: Option<SocketAddr>,
     pub prefer_active: bool,
     /// `None`: async; `Some(wait)`: sync with that bounded wait.
     pub sync_wait: Option<Duration>,
@@ -107,8 +110,42 @@ pub struct HaSettings {
     pub misses: u32,
     pub confirm_timeout: Duration,
     pub state_dir: PathBuf,
-    /// `[ha.vip]`: (address, prefix length, interface).
-    pub vip: Option<(IpAddr, u8, String)>,
+    /// `[ha.vip]`.
+    pub vip: Option<VipSettings>,
+}
+
+impl HaSettings {
+    /// Who moves the service address: keepalived with `ha.vip.owner = "keepalived"`, else Tandem
+    /// (which moves none without `[ha.vip]`).
+    pub fn address_owner(&self) -> AddressOwner {
+        match self.vip.as_ref().map(|vip| &vip.owner) {
+            Some(VipOwner::Keepalived) => AddressOwner::Keepalived,
+            Some(VipOwner::Tandem { .. }) | None => AddressOwner::Tandem,
+        }
+    }
+}
+
+/// The checked `[ha.vip]` table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VipSettings {
+    /// `ha.vip.address`.
+    pub ip: IpAddr,
+    /// Its prefix length (the full length when keepalived's address is given without one).
+    pub prefix: u8,
+    /// `ha.vip.owner`.
+    pub owner: VipOwner,
+}
+
+/// `ha.vip.owner`: who moves the service address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VipOwner {
+    /// Tandem adds and removes it on `ha.vip.interface`.
+    Tandem {
+        /// `ha.vip.interface`.
+        interface: String,
+    },
+    /// keepalived moves it and promotes/demotes the node through the admin API.
+    Keepalived,
 }
 
 /// The checked `[media]` table.
@@ -234,40 +271,30 @@ fn check_ha(ha: &file::HaTable) -> Result<HaSettings, ConfigError> {
             ))
         }
     };
-    let vip = match &ha.vip {
-        None => None,
-        Some(vip) => {
-            let (ip, prefix) = vip.address.split_once('/').ok_or_else(|| {
-                ConfigError::invalid(
-                    "ha.vip.address",
-                    "expected address/prefix, e.g. 10.0.0.100/24",
-                )
-            })?;
-            let ip: IpAddr = ip.trim().parse().map_err(|_| {
-                ConfigError::invalid("ha.vip.address", format!("invalid IP address {ip:?}"))
-            })?;
-            let max = if ip.is_ipv4() { 32 } else { 128 };
-            let prefix: u8 = prefix
-                .trim()
-                .parse()
-                .ok()
-                .filter(|p| *p <= max)
-                .ok_or_else(|| ConfigError::invalid("ha.vip.address", "invalid prefix length"))?;
-            if vip.interface.trim().is_empty() {
-                return Err(ConfigError::invalid(
-                    "ha.vip.interface",
-                    "must not be empty",
-                ));
-            }
-            Some((ip, prefix, vip.interface.trim().to_owned()))
-        }
-    };
+    let vip = ha.vip.as_ref().map(check_vip).transpose()?;
+    let keepalived = matches!(
+        &vip,
+        Some(VipSettings {
+            owner: VipOwner::Keepalived,
+            ..
+        })
+    );
+    let peer_sip =
+        match &ha.peer_sip {
+            Some(text) => Some(reachable_addr("ha.peer_sip", text)?),
+            None if keepalived => None,
+            None => return Err(ConfigError::invalid(
+                "ha.peer_sip",
+                "required: the second path a standby asks before it takes over (may be left out \
+                 only with ha.vip.owner = \"keepalived\")",
+            )),
+        };
     Ok(HaSettings {
         node: ha.node.trim().to_owned(),
         peer: ha.peer.trim().to_owned(),
         listen: socket_addr("ha.listen", &ha.listen)?,
         peer_address: reachable_addr("ha.peer_address", &ha.peer_address)?,
-        peer_sip: reachable_addr("ha.peer_sip", &ha.peer_sip)?,
+        peer_sip,
         prefer_active: ha.prefer_active,
         sync_wait,
         heartbeat_interval: positive_duration("ha.heartbeat_interval", &ha.heartbeat_interval)?,
@@ -276,6 +303,63 @@ fn check_ha(ha: &file::HaTable) -> Result<HaSettings, ConfigError> {
         state_dir: PathBuf::from(&ha.state_dir),
         vip,
     })
+}
+
+fn check_vip(vip: &file::VipTable) -> Result<VipSettings, ConfigError> {
+    let keepalived = match vip.owner.trim() {
+        "tandem" => false,
+        "keepalived" => true,
+        other => {
+            return Err(ConfigError::invalid(
+                "ha.vip.owner",
+                format!("expected \"tandem\" or \"keepalived\", got {other:?}"),
+            ))
+        }
+    };
+    let (ip, prefix) = match vip.address.split_once('/') {
+        Some((ip, prefix)) => (ip, Some(prefix)),
+        None if keepalived => (vip.address.as_str(), None),
+        None => {
+            return Err(ConfigError::invalid(
+                "ha.vip.address",
+                "expected address/prefix, e.g. 10.0.0.100/24",
+            ))
+        }
+    };
+    let ip: IpAddr = ip.trim().parse().map_err(|_| {
+        ConfigError::invalid("ha.vip.address", format!("invalid IP address {ip:?}"))
+    })?;
+    let max = if ip.is_ipv4() { 32 } else { 128 };
+    let prefix = match prefix {
+        None => max,
+        Some(prefix) => prefix
+            .trim()
+            .parse()
+            .ok()
+            .filter(|p| *p <= max)
+            .ok_or_else(|| ConfigError::invalid("ha.vip.address", "invalid prefix length"))?,
+    };
+    let interface = vip.interface.as_deref().map(str::trim);
+    let owner = match (keepalived, interface) {
+        (false, Some(interface)) if !interface.is_empty() => VipOwner::Tandem {
+            interface: interface.to_owned(),
+        },
+        (false, _) => {
+            return Err(ConfigError::invalid(
+                "ha.vip.interface",
+                "required when Tandem moves the address (ha.vip.owner = \"tandem\")",
+            ))
+        }
+        (true, None) => VipOwner::Keepalived,
+        (true, Some(_)) => {
+            return Err(ConfigError::invalid(
+                "ha.vip.interface",
+                "keepalived moves the address: name the interface in keepalived.conf \
+                 (virtual_ipaddress), not here",
+            ))
+        }
+    };
+    Ok(VipSettings { ip, prefix, owner })
 }
 
 fn check_media(media: &file::MediaTable) -> Result<Option<MediaSettings>, ConfigError> {

@@ -31,11 +31,18 @@ fn answer(request: GrpcAdminRequest) {
                 version: "0.1.0".into(),
             });
         }
-        GrpcAdminRequest::Promote { force, reply } => {
-            let _ = reply.send(role_reply(force, format!("promote force={force}")));
+        GrpcAdminRequest::Promote {
+            force,
+            reason,
+            reply,
+        } => {
+            let _ = reply.send(role_reply(
+                force,
+                format!("promote force={force} reason={reason:?}"),
+            ));
         }
-        GrpcAdminRequest::Demote(reply) => {
-            let _ = reply.send(role_reply(true, "demoted".into()));
+        GrpcAdminRequest::Demote { reason, reply } => {
+            let _ = reply.send(role_reply(true, format!("demoted reason={reason:?}")));
         }
         GrpcAdminRequest::Switchover(reply) => {
             let _ = reply.send(role_reply(false, "peer is not synced".into()));
@@ -151,28 +158,40 @@ async fn status_is_the_core_tasks_answer() {
 async fn role_changes_carry_their_arguments_and_refusals() {
     let mut admin = client(start(true).await).await;
     let forced = admin
-        .promote(api::PromoteRequest { force: true })
+        .promote(api::PromoteRequest {
+            force: true,
+            reason: "keepalived: MASTER of tandem".into(),
+        })
         .await
         .unwrap()
         .into_inner();
     assert!(forced.ok);
-    assert_eq!(forced.message, "promote force=true");
+    assert_eq!(
+        forced.message,
+        "promote force=true reason=\"keepalived: MASTER of tandem\""
+    );
     assert_eq!((forced.role(), forced.epoch), (api::Role::Active, 8));
 
     let unforced = admin
-        .promote(api::PromoteRequest { force: false })
+        .promote(api::PromoteRequest::default())
         .await
         .unwrap()
         .into_inner();
     assert!(!unforced.ok);
-    assert_eq!(unforced.message, "promote force=false");
+    assert_eq!(unforced.message, "promote force=false reason=\"\"");
 
     let demoted = admin
-        .demote(api::DemoteRequest {})
+        .demote(api::DemoteRequest {
+            reason: "keepalived: BACKUP of tandem".into(),
+        })
         .await
         .unwrap()
         .into_inner();
     assert!(demoted.ok);
+    assert_eq!(
+        demoted.message,
+        "demoted reason=\"keepalived: BACKUP of tandem\""
+    );
 
     let switchover = admin
         .switchover(api::SwitchoverRequest {})
@@ -237,7 +256,10 @@ async fn a_stopped_core_task_makes_every_call_unavailable() {
     assert_eq!(status.code(), tonic::Code::Unavailable);
     assert_eq!(status.message(), "stopping");
     let promote = admin
-        .promote(api::PromoteRequest { force: true })
+        .promote(api::PromoteRequest {
+            force: true,
+            ..Default::default()
+        })
         .await
         .unwrap_err();
     assert_eq!(promote.code(), tonic::Code::Unavailable);

@@ -30,7 +30,7 @@ impl Node {
         let config = LinkConfig {
             listen: loopback(0),
             peer,
-            peer_sip,
+            peer_sip: Some(peer_sip),
             queue,
             connect_timeout: CONNECT_TIMEOUT,
         };

@@ -22,8 +22,10 @@ Usage:
 
 Commands:
   status                 role, epoch, peer, replication, calls, draining, last incident
-  promote [--force]      make this node active (--force: even when its mirror is not synced)
-  demote                 make this node standby
+  promote [--force] [--reason TEXT]
+                         make this node active (--force: even when its mirror is not synced;
+                         --reason: who asks and why, kept in the incident)
+  demote [--reason TEXT] make this node standby
   switchover             planned handover of the active role to the peer
   drain on|off           refuse new calls with 503 (on) or accept them again (off)
   calls [--limit N]      established calls (N = 0 or absent: all)
@@ -40,14 +42,14 @@ Exit codes: 0 done, 1 refused by Tandem, 2 Tandem cannot be reached, 64 usage er
 ";
 
 /// What to ask Tandem.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     /// `status`.
     Status,
-    /// `promote [--force]`.
-    Promote { force: bool },
-    /// `demote`.
-    Demote,
+    /// `promote [--force] [--reason TEXT]`.
+    Promote { force: bool, reason: String },
+    /// `demote [--reason TEXT]`.
+    Demote { reason: String },
     /// `switchover`.
     Switchover,
     /// `drain on|off`.
@@ -123,6 +125,7 @@ impl Invocation {
         let mut timeout = DEFAULT_TIMEOUT;
         let mut json = false;
         let mut force = None;
+        let mut reason = None;
         let mut limit = None;
         let mut words = Vec::new();
         while let Some(arg) = args.next() {
@@ -143,6 +146,7 @@ impl Invocation {
                 "-V" | "--version" => return Ok(Invocation::Version),
                 "--json" => json = true,
                 "--force" => force = Some(arg),
+                "--reason" => reason = Some((arg, value("--reason")?)),
                 "--addr" => addr = Some(check_addr(value("--addr")?)?),
                 "--timeout" => timeout = parse_timeout(&value("--timeout")?)?,
                 "--limit" => {
@@ -167,8 +171,11 @@ impl Invocation {
             "status" => Command::Status,
             "promote" => Command::Promote {
                 force: force.take().is_some(),
+                reason: reason.take().map(|(_, text)| text).unwrap_or_default(),
             },
-            "demote" => Command::Demote,
+            "demote" => Command::Demote {
+                reason: reason.take().map(|(_, text)| text).unwrap_or_default(),
+            },
             "switchover" => Command::Switchover,
             "drain" => {
                 let switch = words.next().ok_or(UsageError::MissingValue("drain"))?;
@@ -198,7 +205,10 @@ impl Invocation {
         if let Some(extra) = words.next() {
             return Err(UsageError::Unexpected(extra));
         }
-        if let Some(option) = force.or(limit.map(|(option, _)| option)) {
+        let unused = force
+            .or(limit.map(|(option, _)| option))
+            .or(reason.map(|(option, _)| option));
+        if let Some(option) = unused {
             return Err(UsageError::UnknownOption(option));
         }
         Ok(Invocation::Run(Run {
@@ -308,10 +318,21 @@ mod tests {
 
     #[test]
     fn every_command() {
-        assert_eq!(run(&["promote"]).command, Command::Promote { force: false });
+        let promote = |force: bool, reason: &str| Command::Promote {
+            force,
+            reason: reason.to_owned(),
+        };
+        assert_eq!(run(&["promote"]).command, promote(false, ""));
+        assert_eq!(run(&["promote", "--force"]).command, promote(true, ""));
         assert_eq!(
-            run(&["promote", "--force"]).command,
-            Command::Promote { force: true }
+            run(&["promote", "--force", "--reason", "keepalived: MASTER"]).command,
+            promote(true, "keepalived: MASTER")
+        );
+        assert_eq!(
+            run(&["--reason=maintenance", "demote"]).command,
+            Command::Demote {
+                reason: "maintenance".to_owned()
+            }
         );
         assert_eq!(run(&["switchover"]).command, Command::Switchover);
         assert_eq!(
@@ -367,6 +388,14 @@ mod tests {
         assert_eq!(
             parse(&["demote", "--force"]),
             Err(UsageError::UnknownOption("--force".into()))
+        );
+        assert_eq!(
+            parse(&["switchover", "--reason", "x"]),
+            Err(UsageError::UnknownOption("--reason".into()))
+        );
+        assert_eq!(
+            parse(&["demote", "--reason"]),
+            Err(UsageError::MissingValue("--reason"))
         );
         assert_eq!(
             parse(&["status", "--limit", "3"]),

@@ -93,7 +93,7 @@ async fn ask(endpoint: Endpoint, run: &Run) -> anyhow::Result<Reply> {
     let timeout = run.timeout;
     let exchange = async {
         let channel = endpoint.connect().await.context("cannot connect")?;
-        call(AdminClient::new(channel), run.command, timeout)
+        call(AdminClient::new(channel), run.command.clone(), timeout)
             .await
             .map_err(|status| match status.code() {
                 tonic::Code::Cancelled | tonic::Code::DeadlineExceeded => {
@@ -119,15 +119,18 @@ async fn call(
                 .await?
                 .into_inner(),
         ),
-        Command::Promote { force } => Reply::Role(
+        Command::Promote { force, reason } => Reply::Role(
             client
-                .promote(with_deadline(api::PromoteRequest { force }, timeout))
+                .promote(with_deadline(
+                    api::PromoteRequest { force, reason },
+                    timeout,
+                ))
                 .await?
                 .into_inner(),
         ),
-        Command::Demote => Reply::Role(
+        Command::Demote { reason } => Reply::Role(
             client
-                .demote(with_deadline(api::DemoteRequest {}, timeout))
+                .demote(with_deadline(api::DemoteRequest { reason }, timeout))
                 .await?
                 .into_inner(),
         ),

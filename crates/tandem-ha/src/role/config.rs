@@ -32,6 +32,33 @@ pub struct RoleConfig {
     pub epoch: u64,
     /// Incidents kept for the admin API (default 32).
     pub incidents_kept: usize,
+    /// Who moves the service address and so decides which node is active (default: the pair).
+    pub address_owner: AddressOwner,
+}
+
+/// Who moves the service address, and with it who decides which node is active.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum AddressOwner {
+    /// The pair itself: a standby takes over a dead active on its own (detection, second path),
+    /// two standbys elect one, and the shell moves the address (if it has one) with the role.
+    #[default]
+    Tandem,
+    /// keepalived (VRRP) moves the address; its notify script promotes the node that got it and
+    /// demotes the one that lost it through the admin API. The node never promotes itself (no
+    /// detection probe, no election between standbys), a demote steps down at once (the address is
+    /// gone, whether or not a synced standby is there), and a switchover is refused: the address
+    /// is moved with keepalived instead. Replication and epoch fencing are unchanged.
+    Keepalived,
+}
+
+impl AddressOwner {
+    /// `"tandem"` or `"keepalived"`, as in the config file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AddressOwner::Tandem => "tandem",
+            AddressOwner::Keepalived => "keepalived",
+        }
+    }
 }
 
 impl RoleConfig {
@@ -49,6 +76,7 @@ impl RoleConfig {
             prefer_active: false,
             epoch: 0,
             incidents_kept: 32,
+            address_owner: AddressOwner::Tandem,
         }
     }
 
@@ -167,6 +195,12 @@ pub enum RoleError {
     /// A switchover is in progress.
     #[error("a switchover is in progress")]
     Busy,
+    /// keepalived moves the service address, so it decides which node is active.
+    #[error(
+        "keepalived owns the service address: move it with keepalived (stop keepalived on the \
+         active node or lower its priority); its notify script demotes this node and promotes the peer"
+    )]
+    KeepalivedOwnsAddress,
 }
 
 /// What the role machine knows, for Status.

@@ -38,11 +38,18 @@
 //! * **Demote** (on the active): the same handover without the flush wait; refused without a
 //!   synced standby. **Promote** (on the standby): needs a mirror that can take over unless forced;
 //!   an active peer is then fenced by the higher epoch.
+//! * **keepalived owns the address** ([`AddressOwner::Keepalived`]): the node that holds the
+//!   address is the one to be active, and only keepalived knows which that is. No takeover, no
+//!   election between standbys, no probe: the node becomes active only by a promote command (the
+//!   notify script on MASTER), and a demote (on BACKUP, FAULT, STOP) steps down at once without a
+//!   synced standby, since the address is already gone. A switchover is refused (the address is
+//!   moved with keepalived). Replication, heartbeats and epoch fencing are as above, so a node
+//!   promoted by keepalived fences the old active as soon as the two hear each other.
 
 mod config;
 mod watch;
 
-pub use config::{Action, NodeRole, Progress, RoleConfig, RoleError, RoleStatus};
+pub use config::{Action, AddressOwner, NodeRole, Progress, RoleConfig, RoleError, RoleStatus};
 
 use crate::incident::{IncidentKind, IncidentLog, StepName, WallClock};
 use std::collections::VecDeque;
@@ -235,6 +242,7 @@ impl Role {
         match self.phase {
             Phase::HandingOver { deadline, .. } => consider(Some(deadline)),
             Phase::Active => {}
+            Phase::Standby if !self.decides_roles() => {}
             Phase::Standby => {
                 consider(self.watch.probe_deadline);
                 if self.watch.probe_deadline.is_none() {
@@ -291,6 +299,7 @@ impl Role {
     pub fn handle_peer_disconnected(&mut self, now: Instant) {
         self.peer.connected = false;
         if self.phase == Phase::Standby
+            && self.decides_roles()
             && self.watch.heard_active
             && self.watch.probe_deadline.is_none()
         {
@@ -410,6 +419,17 @@ impl Role {
 
     /// Admin: make this node active. Without `force`, refused unless the node can take over.
     pub fn promote(&mut self, now: Instant, force: bool) -> Result<(), RoleError> {
+        self.promote_because(now, force, "")
+    }
+
+    /// [`Role::promote`] with the requester's reason (e.g. `keepalived: MASTER of tandem`), kept
+    /// in the incident; empty: an operator. A node already active stays as it is (Ok).
+    pub fn promote_because(
+        &mut self,
+        now: Instant,
+        force: bool,
+        reason: &str,
+    ) -> Result<(), RoleError> {
         match self.phase {
             Phase::Active => return Ok(()),
             Phase::HandingOver { .. } => return Err(RoleError::Busy),
@@ -420,27 +440,43 @@ impl Role {
         }
         let id = self.incidents.open(
             IncidentKind::Promote,
-            format!("{} promoted by command", self.config.node),
+            with_reason(format!("{} promoted by command", self.config.node), reason),
         );
-        let detail = if force { "forced" } else { "operator" };
-        self.incidents.step(id, now, StepName::Requested, detail, 0);
+        let how = if force { "forced" } else { "operator" };
+        self.incidents
+            .step(id, now, StepName::Requested, requested(how, reason), 0);
         self.promote_now(now, id);
         Ok(())
     }
 
     /// Admin: hand the active role to the standby at once (no flush wait).
     pub fn demote(&mut self, now: Instant) -> Result<(), RoleError> {
+        self.demote_because(now, "")
+    }
+
+    /// [`Role::demote`] with the requester's reason, kept in the incident. A standby stays as it is
+    /// (Ok). When keepalived owns the address the node steps down at once, synced standby or not.
+    pub fn demote_because(&mut self, now: Instant, reason: &str) -> Result<(), RoleError> {
         match self.phase {
             Phase::Standby => Ok(()),
             Phase::HandingOver { .. } => Err(RoleError::Busy),
             Phase::Active => {
-                self.check_handover_peer()?;
-                let id = self.incidents.open(
-                    IncidentKind::Demote,
-                    format!("{} hands over to {}", self.config.node, self.config.peer),
+                let summary = if self.decides_roles() {
+                    self.check_handover_peer()?;
+                    format!("{} hands over to {}", self.config.node, self.config.peer)
+                } else {
+                    format!("{} steps down", self.config.node)
+                };
+                let id = self
+                    .incidents
+                    .open(IncidentKind::Demote, with_reason(summary, reason));
+                self.incidents.step(
+                    id,
+                    now,
+                    StepName::Requested,
+                    requested("operator", reason),
+                    self.progress.calls,
                 );
-                self.incidents
-                    .step(id, now, StepName::Requested, "operator", 0);
                 self.release(now, id);
                 Ok(())
             }
@@ -449,6 +485,9 @@ impl Role {
 
     /// Admin: planned handover to the synced standby (see the rules).
     pub fn switchover(&mut self, now: Instant) -> Result<(), RoleError> {
+        if !self.decides_roles() {
+            return Err(RoleError::KeepalivedOwnsAddress);
+        }
         match self.phase {
             Phase::Standby => Err(RoleError::NotActive),
             Phase::HandingOver { .. } => Err(RoleError::Busy),
@@ -474,6 +513,11 @@ impl Role {
                 Ok(())
             }
         }
+    }
+
+    /// The pair decides its roles itself (takeover, election); false when keepalived does.
+    fn decides_roles(&self) -> bool {
+        self.config.address_owner == AddressOwner::Tandem
     }
 
     fn check_handover_peer(&self) -> Result<(), RoleError> {
@@ -625,5 +669,22 @@ impl Role {
                 sent_unix_ms: self.clock.unix_ms(now),
                 synced,
             }));
+    }
+}
+
+/// An incident summary with the requester's reason in brackets, if any.
+fn with_reason(summary: String, reason: &str) -> String {
+    match reason.trim() {
+        "" => summary,
+        reason => format!("{summary} ({reason})"),
+    }
+}
+
+/// The detail of a command's `requested` step: how (`operator`, `forced`), after the reason if any.
+fn requested(how: &str, reason: &str) -> String {
+    match reason.trim() {
+        "" => how.to_owned(),
+        reason if how == "operator" => reason.to_owned(),
+        reason => format!("{reason}; {how}"),
     }
 }

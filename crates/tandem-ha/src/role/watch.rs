@@ -20,6 +20,9 @@ impl Role {
     }
 
     pub(super) fn watch_timers(&mut self, now: Instant) {
+        if !self.decides_roles() {
+            return;
+        }
         if let Some(deadline) = self.watch.probe_deadline {
             if now >= deadline {
                 self.watch.probe_deadline = None;
@@ -96,6 +99,9 @@ impl Role {
 
     /// Two standbys: promote when this node has the better claim.
     pub(super) fn consider_claim(&mut self, now: Instant, handed_over: bool) {
+        if !self.decides_roles() {
+            return;
+        }
         let Some(peer) = self.peer.heartbeat.clone() else {
             return;
         };

@@ -31,14 +31,23 @@ pub struct StatusReply {
     #[prost(string, tag = "12")]
     pub version: ::prost::alloc::string::String,
 }
-#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct PromoteRequest {
     /// Promote even when the mirror is not synced (calls it lacks are lost).
     #[prost(bool, tag = "1")]
     pub force: bool,
+    /// Who asks and why (e.g. "keepalived: MASTER of tandem"), kept in the incident; empty: an
+    /// operator.
+    #[prost(string, tag = "2")]
+    pub reason: ::prost::alloc::string::String,
 }
-#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
-pub struct DemoteRequest {}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct DemoteRequest {
+    /// Who asks and why (e.g. "keepalived: BACKUP of tandem"), kept in the incident; empty: an
+    /// operator.
+    #[prost(string, tag = "1")]
+    pub reason: ::prost::alloc::string::String,
+}
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct SwitchoverRequest {}
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]

@@ -193,8 +193,10 @@ pub struct HaTable {
     /// Where the second path probes the peer with SIP OPTIONS before a takeover (only a silent
     /// probe lets the standby promote itself). It must be an address the peer's SIP service answers
     /// on over the service network: with `sip.listen` on the service address (VIP), the VIP itself
-    /// — the live active answers there, a dead one does not. Required.
-    pub peer_sip: String,
+    /// — the live active answers there, a dead one does not. Required, except when keepalived owns
+    /// the address (`ha.vip.owner = "keepalived"`: no takeover of its own, so no probe).
+    #[serde(default)]
+    pub peer_sip: Option<String>,
     /// This node wins when both start together. Default false.
     #[serde(default)]
     pub prefer_active: bool,
@@ -218,8 +220,8 @@ pub struct HaTable {
     /// Folder of the node's persistent state (the epoch file). Default `/var/lib/tandem`.
     #[serde(default = "default_state_dir")]
     pub state_dir: String,
-    /// The service address Tandem moves itself on takeover; absent: an outside agent (keepalived's
-    /// notify scripts calling the admin API) moves it.
+    /// The service address (VIP) and who moves it. Absent: Tandem moves no address, but a standby
+    /// still takes over a dead active by itself.
     pub vip: Option<VipTable>,
 }
 
@@ -227,10 +229,24 @@ pub struct HaTable {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct VipTable {
-    /// Address with prefix length, e.g. `"10.0.0.100/24"`.
+    /// Who moves the address and so decides which node is active. `"tandem"`: Tandem adds it on
+    /// `interface` when the node becomes active (`ip addr` + gratuitous ARP) and removes it when
+    /// it steps down; a standby takes over a dead active by itself. `"keepalived"`: keepalived's
+    /// VRRP moves it and its notify script (`scripts/keepalived-notify.sh`) promotes and demotes
+    /// the node through the admin API; Tandem never touches the address and never promotes itself,
+    /// but still replicates and fences by epoch. Default `"tandem"`.
+    #[serde(default = "default_vip_owner")]
+    pub owner: String,
+    /// The address: with a prefix length for `"tandem"` (e.g. `"10.0.0.100/24"`); for
+    /// `"keepalived"` the prefix may be left out (keepalived.conf's `virtual_ipaddress` has it).
     pub address: String,
-    /// Interface the address goes on, e.g. `"eth0"`.
-    pub interface: String,
+    /// Interface the address goes on, e.g. `"eth0"`. Required for `"tandem"`; not allowed with
+    /// `"keepalived"` (keepalived.conf names it).
+    pub interface: Option<String>,
+}
+
+fn default_vip_owner() -> String {
+    "tandem".into()
 }
 
 fn default_durability() -> String {

@@ -1,7 +1,8 @@
 //! The service address (VIP) a node takes when it becomes active and gives up when it becomes
 //! standby, when Tandem moves it itself (`[ha.vip]`): `ip addr replace` / `ip addr del` on the
 //! configured interface, then gratuitous ARP (`arping -U`) so that neighbours send to this node at
-//! once. Without `[ha.vip]` an outside agent (keepalived's notify scripts) moves the address.
+//! once. When keepalived owns the address (`ha.vip.owner = "keepalived"`) Tandem only looks
+//! whether it is here ([`is_local`]), for the incident timeline.
 
 use std::net::IpAddr;
 use std::process::{Child, Command, Stdio};
@@ -81,6 +82,22 @@ impl Drop for ServiceAddress {
     fn drop(&mut self) {
         self.stop_announcing();
     }
+}
+
+/// Whether `ip` is on one of this host's interfaces (`ip -o addr show to <ip>` lists it).
+pub fn is_local(ip: IpAddr) -> Result<bool, String> {
+    let output = Command::new("ip")
+        .args(["-o", "addr", "show", "to", &ip.to_string()])
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("ip: {e}"))?;
+    if !output.status.success() {
+        return Err(format!(
+            "ip addr show to {ip}: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        ));
+    }
+    Ok(!output.stdout.trim_ascii().is_empty())
 }
 
 fn run(program: &str, args: &[&str]) -> Result<(), String> {

@@ -85,8 +85,9 @@ pub struct LinkConfig {
     pub listen: SocketAddr,
     /// The peer's Replication server.
     pub peer: SocketAddr,
-    /// The peer's own SIP address (not the VIP), probed with OPTIONS as the second path.
-    pub peer_sip: SocketAddr,
+    /// Where the peer's SIP answers, probed with OPTIONS as the second path (`ha.peer_sip`);
+    /// `None` when keepalived decides the roles (nothing is probed then).
+    pub peer_sip: Option<SocketAddr>,
     /// Messages that may wait per direction before `send_*` reports the stream full.
     pub queue: usize,
     /// Time to wait for a connection to the peer.
@@ -235,9 +236,12 @@ impl LinkHandle {
     /// Sends one SIP OPTIONS to the peer's own address; `PeerSipAlive` follows within `timeout`.
     ///
     /// Any SIP response from the peer counts as alive; the request is sent again once at half
-    /// the timeout. Each call yields its own `PeerSipAlive`.
+    /// the timeout. Each call yields its own `PeerSipAlive` (none without a `peer_sip`).
     pub fn probe_peer_sip(&self, timeout: Duration) {
-        let peer = self.config.peer_sip;
+        let Some(peer) = self.config.peer_sip else {
+            warn!("no ha.peer_sip to probe the peer on");
+            return;
+        };
         let events = self.shared.events.clone();
         self.shared.tasks.spawn(async move {
             let alive = match probe_sip(peer, timeout).await {

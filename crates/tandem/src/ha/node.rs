@@ -5,17 +5,17 @@
 //! [`HaNode::handle_timeout`] at [`HaNode::poll_timeout`]; SIP input passes
 //! [`HaNode::accepts`] first.
 
-use super::address::ServiceAddress;
+use super::address::{self, ServiceAddress};
 use super::link::{LinkConfig, LinkEvent, LinkHandle, StreamId};
-use crate::config::HaSettings;
+use crate::config::{HaSettings, VipOwner};
 use crate::now;
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tandem_core::{Core, Durability};
 use tandem_ha::convert::{active_heartbeat, standby_heartbeat};
 use tandem_ha::{
-    Action, HelloOutcome, Mirror, NodeRole, Outbox, OutboxConfig, Progress, Role, RoleConfig,
-    StepName,
+    Action, AddressOwner, HelloOutcome, Mirror, NodeRole, Outbox, OutboxConfig, Progress, Role,
+    RoleConfig, StepName,
 };
 use tandem_proto::replication::v1::{standby_message, ActiveMessage, StandbyMessage};
 use tokio::sync::mpsc;
@@ -77,12 +77,14 @@ impl HaNode {
         config.confirm_timeout = settings.confirm_timeout;
         config.prefer_active = settings.prefer_active;
         config.epoch = read_epoch(&epoch_file(&settings));
+        config.address_owner = settings.address_owner();
         let role = Role::new(config, now(), unix_ms());
-        let address = settings
-            .vip
-            .as_ref()
-            .map(|(ip, prefix, interface)| ServiceAddress::new(*ip, *prefix, interface.clone()));
-        let mut address = address;
+        let mut address = settings.vip.as_ref().and_then(|vip| match &vip.owner {
+            VipOwner::Tandem { interface } => {
+                Some(ServiceAddress::new(vip.ip, vip.prefix, interface.clone()))
+            }
+            VipOwner::Keepalived => None,
+        });
         if let Some(address) = &mut address {
             // A node starts as standby: the address is not ours until the role machine says so.
             if let Err(error) = address.release() {
@@ -102,7 +104,13 @@ impl HaNode {
             address,
         };
         node.link.dial();
-        info!(node = %node.settings.node, peer = %node.settings.peer, epoch = node.role.epoch(), "HA node started as standby");
+        info!(
+            node = %node.settings.node,
+            peer = %node.settings.peer,
+            epoch = node.role.epoch(),
+            address_owner = node.role.config().address_owner.as_str(),
+            "HA node started as standby"
+        );
         Ok(node)
     }
 
@@ -378,6 +386,7 @@ impl HaNode {
                 Err(error) => error!(%error, "service address not taken"),
             }
         }
+        self.note_keepalived_address();
         self.accepting = true;
         self.link.hang_up();
         self.dialled = false;
@@ -396,6 +405,31 @@ impl HaNode {
             format!("{restored} calls"),
             restored as u64,
         );
+    }
+
+    /// When keepalived owns the address: whether it is here as the node becomes active (it should
+    /// be: keepalived adds it before running the notify script that promotes), for the incident.
+    fn note_keepalived_address(&mut self) {
+        let Some(vip) = &self.settings.vip else {
+            return;
+        };
+        if self.role.config().address_owner != AddressOwner::Keepalived {
+            return;
+        }
+        let ip = vip.ip;
+        let detail = match address::is_local(ip) {
+            Ok(true) => format!("{ip} held by keepalived"),
+            Ok(false) => {
+                warn!(%ip, "active, but keepalived has not put the service address on this node");
+                format!("{ip} not on this node (keepalived)")
+            }
+            Err(error) => {
+                warn!(%error, "cannot tell whether the service address is here");
+                format!("{ip}: {error}")
+            }
+        };
+        self.role
+            .record_step(now(), StepName::AddressTaken, detail, 0);
     }
 
     fn become_standby(&mut self, core: &mut Core, _at: Instant, epoch: u64) {
