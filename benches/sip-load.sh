@@ -17,6 +17,7 @@
 #   sampled every 0.5 s; after_MiB: right after the step's last call ended), SIPp's INVITE→200 response
 #   time mean/p50/p99 (-trace_rtt: SIPp's clock counts whole milliseconds, so on loopback most samples
 #   are 0 ms). Then the ratios Tandem / Kamailio.
+# TANDEM_MEDIA=off runs Tandem with [media] enabled = false (signalling only, as Kamailio here).
 # If Tandem is missing or fails, Kamailio's figures are still printed. Files: $BENCH_DIR (default
 # target/sip-load), one folder per proxy and step.
 #
@@ -34,147 +35,30 @@
 set -uo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
-ROOT=$(cd "$HERE/.." && pwd)
-SCEN=$ROOT/tests/scenarios
 RATES=${RATES:-"200 500 1000 2000 3000 4000 5000 6000 8000"}
 STEP_SECONDS=${STEP_SECONDS:-10}
 BASE=${BENCH_PORT_BASE:-19000}
-BENCH_DIR=${BENCH_DIR:-$ROOT/target/sip-load}
 BUFF=4194304
 UAS_PORT=$BASE UAS_MEDIA=$((BASE + 10)) PROXY_PORT=$((BASE + 20)) ADMIN_PORT=$((BASE + 21))
 UAC_PORT=$((BASE + 30)) UAC_MEDIA=$((BASE + 40)) UAS_CTL=$((BASE + 50)) UAC_CTL=$((BASE + 51))
-TICKS=$(getconf CLK_TCK)
+# shellcheck source=lib/sip-load-common.sh
+. "$HERE/lib/sip-load-common.sh"
+BENCH_DIR=${BENCH_DIR:-$ROOT/target/sip-load}
 
 declare -A RESULT # RESULT[proxy.field]
 
-log() { printf '%s\n' "$*"; }
-die_proxy() { log "  $1"; return 1; }
-
-# pids of the process group $1 (a proxy and its workers)
-group_pids() {
-  local pgid=$1 stat pid rest
-  for stat in /proc/[0-9]*/stat; do
-    read -r rest 2>/dev/null <"$stat" || continue
-    pid=${stat#/proc/}
-    pid=${pid%/stat}
-    rest=${rest##*) }
-    # fields after "comm)": state ppid pgrp ...
-    set -- $rest
-    [ "${3:-}" = "$pgid" ] && echo "$pid"
-  done
-}
-# CPU ticks (utime+stime) of process group $1
-group_ticks() {
-  local total=0 pid rest
-  for pid in $(group_pids "$1"); do
-    rest=$(sed 's/.*) //' "/proc/$pid/stat" 2>/dev/null) || continue
-    set -- $rest
-    total=$((total + ${12} + ${13}))
-  done
-  echo "$total"
-}
-# PSS in KiB of process group $1
-group_pss_kib() {
-  local total=0 pid kib
-  for pid in $(group_pids "$1"); do
-    kib=$(awk '/^Pss:/ {print $2}' "/proc/$pid/smaps_rollup" 2>/dev/null)
-    total=$((total + ${kib:-0}))
-  done
-  echo "$total"
-}
-# field $2 of SIPp's -trace_stat file $1 (last line)
-stat_field() {
-  awk -F';' -v name="$2" 'NR == 1 { for (i = 1; i <= NF; i++) if ($i == name) col = i; next }
-    NF > 1 { v = $col } END { print (v == "" ? 0 : v) + 0 }' "$1" 2>/dev/null || echo 0
-}
-# mean of the response times (ms) in SIPp's -trace_rtt file $1
-rtt_mean() {
-  awk -F';' 'NR > 1 && $2 != "" { n++; sum += $2 } END { if (n == 0) print "n/a"; else printf "%.3f", sum / n }' "$1" 2>/dev/null
-}
-# percentile $2 (0-100) of the response times (ms) in SIPp's -trace_rtt file $1
-rtt_percentile() {
-  awk -F';' 'NR > 1 && $2 != "" { print $2 }' "$1" 2>/dev/null | sort -n |
-    awk -v p="$2" '{ v[NR] = $1 } END { if (NR == 0) { print "n/a"; exit } i = int((NR * p + 99) / 100); if (i < 1) i = 1; print v[i] }'
-}
-
-# OPTIONS to $1 with SIPp until a 200 comes back (10 s at most)
-wait_sip_ready() {
-  local deadline=$((SECONDS + 10))
-  while [ $SECONDS -lt $deadline ]; do
-    if sipp "$1" -sf "$SCEN/uac_options.xml" -i 127.0.0.1 -p "$UAC_PORT" -cp "$UAC_CTL" -m 1 -nostdin \
-      -timeout 1s -timeout_error >/dev/null 2>&1; then
-      return 0
-    fi
-  done
-  return 1
-}
-
-stop_pid() { # stop process $1 (and its group): TERM, then KILL after 5 s
-  local pid=$1 i
-  [ -n "$pid" ] || return 0
-  kill -TERM "$pid" 2>/dev/null || return 0
-  for i in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-  kill -KILL -- "-$pid" 2>/dev/null
-  wait "$pid" 2>/dev/null
-}
-
-start_uas() { # $1 = folder
-  (cd "$1" && exec sipp -sf "$SCEN/uas_load.xml" -i 127.0.0.1 -p "$UAS_PORT" -mi 127.0.0.1 -mp "$UAS_MEDIA" \
-    -cp "$UAS_CTL" -t u1 -buff_size $BUFF -nostdin -timeout 900s -trace_stat -stf uas.csv -fd 5 \
-    >uas.out 2>&1) &
-  UAS_PID=$!
-}
-
 start_kamailio() { # $1 = folder
-  setsid kamailio -DD -E -f "$HERE/kamailio-bench.cfg" -x tlsf -X tlsf -m 2048 -M 64 \
-    -P "$1/kamailio.pid" -Y "$1" -l "udp:127.0.0.1:$PROXY_PORT" \
-    -A 'NEXT_HOST="127.0.0.1"' -A "NEXT_PORT=$UAS_PORT" >"$1/kamailio.log" 2>&1 &
-  PROXY_PID=$!
+  launch_kamailio "$1" "" -l "udp:127.0.0.1:$PROXY_PORT" -A 'NEXT_HOST="127.0.0.1"' -A "NEXT_PORT=$UAS_PORT"
+  PROXY_PID=$LAUNCHED_PID
 }
 
 start_tandem() { # $1 = folder
-  local bin=${TANDEM_BIN:-$ROOT/target/release/tandem} gen=""
-  for gen in "$ROOT/target/release/tandem-config" "$ROOT/target/debug/tandem-config" ""; do
-    [ -x "$gen" ] && break
-  done
-  [ -x "$bin" ] || die_proxy "no Tandem binary at $bin (cargo build --release -p tandem)" || return 1
-  [ -n "$gen" ] || die_proxy "no tandem-config helper (cargo build --release -p tandem-tests)" || return 1
-  # Media is anchored: every call takes two relay port pairs for its 1 s (plus set-up and BYE), so
-  # the range must hold RATE x ~1.2 s calls at once: 16384-59999 holds about 10,900.
-  "$gen" --sip "127.0.0.1:$PROXY_PORT" --admin "127.0.0.1:$ADMIN_PORT" --server "127.0.0.1:$UAS_PORT/udp" \
-    --media-ports "${MEDIA_PORTS:-16384-59999}" >"$1/tandem.toml" || return 1
-  RUST_LOG=${RUST_LOG:-warn} setsid "$bin" --config "$1/tandem.toml" >"$1/tandem.log" 2>&1 &
-  PROXY_PID=$!
+  write_tandem_config "$1" "127.0.0.1:$PROXY_PORT" "127.0.0.1:$ADMIN_PORT" "127.0.0.1:$((BASE + 22))" || return 1
+  launch_tandem "$1" "" || return 1
+  PROXY_PID=$LAUNCHED_PID
 }
 
-# one load step: $1 proxy name, $2 rate, $3 folder; sets STEP_* and returns 1 if any call failed
-run_step() {
-  local name=$1 rate=$2 dir=$3 calls=$(($2 * STEP_SECONDS)) t0 t1 sampler peak
-  mkdir -p "$dir"
-  t0=$(group_ticks "$PROXY_PID")
-  (peak=0; while :; do v=$(group_pss_kib "$PROXY_PID"); [ "$v" -gt "$peak" ] && peak=$v && echo "$peak" >"$dir/pss_peak"; sleep 0.5; done) &
-  sampler=$!
-  (cd "$dir" && exec sipp "127.0.0.1:$PROXY_PORT" -sf "$SCEN/uac_load.xml" -s 100 -i 127.0.0.1 -p "$UAC_PORT" \
-    -mi 127.0.0.1 -mp "$UAC_MEDIA" -cp "$UAC_CTL" -t u1 -buff_size $BUFF -r "$rate" -m "$calls" -l $((rate * 5)) \
-    -nostdin -timeout $((STEP_SECONDS + 5))s -timeout_error -trace_stat -stf uac.csv -fd 1 \
-    -trace_rtt -rtt_freq 100 >uac.out 2>&1)
-  t1=$(group_ticks "$PROXY_PID")
-  kill "$sampler" 2>/dev/null
-  wait "$sampler" 2>/dev/null
-  peak=$(cat "$dir/pss_peak" 2>/dev/null || echo 0)
-  local rtt; rtt=$(ls "$dir"/*_rtt.csv 2>/dev/null | head -1)
-  STEP_OK=$(stat_field "$dir/uac.csv" "SuccessfulCall(C)")
-  STEP_FAILED=$(stat_field "$dir/uac.csv" "FailedCall(C)")
-  STEP_CPU=$(awk -v d=$((t1 - t0)) -v hz="$TICKS" -v n="$STEP_OK" 'BEGIN { if (n > 0) printf "%.3f", d / hz / n * 1000; else print "n/a" }')
-  STEP_P50=$(rtt_percentile "$rtt" 50)
-  STEP_P99=$(rtt_percentile "$rtt" 99)
-  STEP_MEAN=$(rtt_mean "$rtt")
-  STEP_AFTER=$(awk -v k="$(group_pss_kib "$PROXY_PID")" 'BEGIN { printf "%.1f", k / 1024 }')
-  STEP_MEM=$(awk -v k="$peak" 'BEGIN { printf "%.1f", k / 1024 }')
-  printf '  %6s %7s %7s %7s %10s %8s %7s %7s %9s %10s\n' "$rate" "$calls" "$STEP_OK" "$STEP_FAILED" "$STEP_CPU" \
-    "$STEP_MEAN" "$STEP_P50" "$STEP_P99" "$STEP_MEM" "$STEP_AFTER"
-  [ "$STEP_FAILED" -eq 0 ] && [ "$STEP_OK" -eq "$calls" ]
-}
+step_row() { printf '  %6s %7s %7s %7s %10s %8s %7s %7s %9s %10s\n' "$@"; }
 
 bench_proxy() { # $1 = name (kamailio|tandem)
   local name=$1 dir=$BENCH_DIR/$1 rate
@@ -193,10 +77,13 @@ bench_proxy() { # $1 = name (kamailio|tandem)
     stop_pid "$UAS_PID"
     return
   fi
-  printf '  %6s %7s %7s %7s %10s %8s %7s %7s %9s %10s\n' rate calls ok failed "cpu_s/1k" mean_ms p50_ms p99_ms peak_MiB \
-    after_MiB
+  step_row rate calls ok failed "cpu_s/1k" mean_ms p50_ms p99_ms peak_MiB after_MiB
   for rate in $RATES; do
-    if run_step "$name" "$rate" "$dir/rate-$rate"; then
+    run_step "$name" "$rate" "$dir/rate-$rate"
+    local clean=$?
+    step_row "$rate" "$STEP_CALLS" "$STEP_OK" "$STEP_FAILED" "$STEP_CPU" "$STEP_MEAN" "$STEP_P50" "$STEP_P99" \
+      "$STEP_MEM" "$STEP_AFTER"
+    if [ $clean = 0 ]; then
       RESULT[$name.cpu.$rate]=$STEP_CPU RESULT[$name.mem.$rate]=$STEP_MEM RESULT[$name.mean.$rate]=$STEP_MEAN
       RESULT[$name.p99.$rate]=$STEP_P99
       RESULT[$name.rate]=$rate RESULT[$name.cpu]=$STEP_CPU RESULT[$name.mem]=$STEP_MEM

@@ -1,0 +1,462 @@
+#!/bin/bash
+# ha-cps.sh -- what hot-standby replication costs in calls per second: the highest call rate with 0
+# failed calls through Tandem alone, Tandem with a standby (async, then sync durability), the same
+# two with Tandem's media relay off, Kamailio replicating its dialogs over DMQ to a second Kamailio
+# (dialog enable_dmq=1), and that Kamailio alone. A benchmark, not a test: CI does not run it.
+#
+# How to run (loopback only: the standby listens on 127.0.0.2, which Linux routes to lo; ~30 min):
+#   cargo build --release -p tandem -p tandemctl -p tandem-tests   # tandem, tandemctl, tandem-config
+#   benches/ha-cps.sh          # or: RATES="1000 3000" STEP_SECONDS=5 REFINE=0 SETUPS="tandem-sync" benches/ha-cps.sh
+# Knobs: RATES (cps steps), STEP_SECONDS (10), REFINE (bisection steps after the ramp, 2),
+#   WARMUP_SECONDS (3), SETUPS (any of: tandem tandem-async tandem-sync tandem-nomedia
+#   tandem-sync-nomedia kamailio-dmq kamailio), SYNC_WAIT (ha.sync_wait, 50ms), PIN (1: the active
+#   proxy alone on the last CPU, its standby and both SIPp ends on the others), BENCH_PORT_BASE
+#   (62000), BENCH_DIR (target/ha-cps), TANDEM_BIN, TANDEMCTL_BIN.
+#
+# What it does, per setup: SIPp caller (tests/scenarios/uac_load.xml: INVITE, 200, ACK, 1 s call,
+# BYE) → the active proxy on 127.0.0.1 → SIPp media server (uas_load.xml), UDP. The standby runs on
+# 127.0.0.2: Tandem B ([ha] toward A; before every step the script waits until `tandemctl status`
+# shows A active and B a synced standby, both at 0 calls), or Kamailio B (benches/kamailio-dmq.cfg;
+# the two must list each other as active DMQ nodes before the load starts). The rate steps up through
+# RATES (RATE x STEP_SECONDS calls each, bounded by SIPp's -timeout) until a step is not clean, then
+# REFINE bisection steps between the last clean and the first unclean rate, each on fresh processes
+# after a short warm-up. A step is clean when every call completed and none failed, and also, for
+# Tandem: no relay port failed to bind (a call without media is no clean call), and with sync
+# durability no answer left without the standby's ack (tandem_replication_sync_timeouts_total).
+# Per step it prints CPU s per 1,000 calls of the active and of the standby, busy % of each CPU,
+# SIPp's INVITE→200 mean/p99, sync timeouts and the standby's ack latency (Tandem's /metrics), bind
+# failures, and the calls (Tandem B: mirrored calls) or dialogs (Kamailio B: dlg.stats_active) the
+# standby held at the peak and once the step is over (peer_peak/peer_left: replication at work).
+# Then per setup the highest clean cps, and the ratios against the issue's targets: sync / no
+# standby >= 0.90, sync / Kamailio with DMQ >= 2, with media anchored and signalling only.
+#
+# (figures: see the end of this header)
+set -uo pipefail
+
+HERE=$(cd "$(dirname "$0")" && pwd)
+RATES=${RATES:-"1000 2000 3000 4000 5000 6000 7000 8000 9000 10000 11000 12000"}
+STEP_SECONDS=${STEP_SECONDS:-10}
+REFINE=${REFINE:-2}
+WARMUP_SECONDS=${WARMUP_SECONDS:-3}
+SETUPS=${SETUPS:-"tandem tandem-async tandem-sync tandem-nomedia tandem-sync-nomedia kamailio-dmq kamailio"}
+SYNC_WAIT=${SYNC_WAIT:-50ms}
+PIN=${PIN:-1}
+BASE=${BENCH_PORT_BASE:-62000}
+BUFF=4194304
+UAS_PORT=$BASE UAS_MEDIA=$((BASE + 10)) PROXY_PORT=$((BASE + 20)) ADMIN_PORT=$((BASE + 21))
+GRPC_PORT=$((BASE + 22)) HA_PORT=$((BASE + 23))
+UAC_PORT=$((BASE + 30)) UAC_MEDIA=$((BASE + 40)) UAS_CTL=$((BASE + 50)) UAC_CTL=$((BASE + 51))
+ACTIVE_IP=127.0.0.1 STANDBY_IP=127.0.0.2
+# shellcheck source=lib/sip-load-common.sh
+. "$HERE/lib/sip-load-common.sh"
+BENCH_DIR=${BENCH_DIR:-$ROOT/target/ha-cps}
+TANDEM=${TANDEM_BIN:-$ROOT/target/release/tandem}
+TANDEMCTL=${TANDEMCTL_BIN:-$(dirname "$TANDEM")/tandemctl}
+
+# The active proxy (Tandem A, Kamailio A, or the proxy alone) gets the last CPU to itself; its
+# standby (Tandem B, Kamailio B) shares the others with both SIPp ends.
+LAST_CPU=$(($(nproc) - 1))
+if [ "$PIN" = 1 ] && [ "$LAST_CPU" -ge 1 ]; then
+  PROXY_CPUS=$LAST_CPU LOAD_CPUS=0
+  [ "$LAST_CPU" -gt 1 ] && LOAD_CPUS=0-$((LAST_CPU - 1))
+else
+  PROXY_CPUS="" LOAD_CPUS=""
+fi
+PEER_CPUS=$LOAD_CPUS
+
+declare -A RESULT # RESULT[setup.field] and RESULT[setup.field.rate]
+UAS_PID="" PROXY_PID="" PEER_PID=""
+
+describe() {
+  case $1 in
+    tandem) echo "Tandem alone (no [ha]), media anchored" ;;
+    tandem-async) echo "Tandem active + standby, ha.durability = \"async\", media anchored" ;;
+    tandem-sync) echo "Tandem active + standby, ha.durability = \"sync\" (ha.sync_wait $SYNC_WAIT), media anchored" ;;
+    kamailio-dmq) echo "Kamailio + a second Kamailio, dialogs replicated over DMQ (dialog enable_dmq), media not relayed" ;;
+    tandem-nomedia) echo "Tandem alone (no [ha]), media not anchored ([media] enabled = false)" ;;
+    tandem-sync-nomedia) echo "Tandem active + standby, ha.durability = \"sync\" (ha.sync_wait $SYNC_WAIT), media not anchored" ;;
+    kamailio) echo "Kamailio alone (the same config without DMQ), media not relayed" ;;
+  esac
+}
+# true for the setups with a Tandem standby
+tandem_pair() { [[ $1 == tandem-async* || $1 == tandem-sync* ]]; }
+
+# --- Tandem -------------------------------------------------------------------------------------
+
+# true when the node on IP $1 reports (tandemctl status --json) role $2, synced $3 and $4 calls
+tandem_is() {
+  local json
+  json=$("$TANDEMCTL" --addr "$1:$GRPC_PORT" --timeout 1s --json status 2>/dev/null) || return 1
+  [[ $json == *"\"role\":\"$2\""* && $json == *"\"synced\":$3"[,}]* && $json == *"\"active_calls\":$4"[,}]* ]]
+}
+# retries "$@" every 0.2 s for $1 seconds at most
+wait_until() {
+  local deadline=$((SECONDS + $1))
+  shift
+  while [ $SECONDS -lt $deadline ]; do
+    "$@" && return 0
+    sleep 0.2
+  done
+  return 1
+}
+
+# Tandem node $2 (a|b) in folder $1: SIP, admin and media on $3, replication toward $4, durability $5
+start_tandem_node() {
+  local dir=$1 node=$2 own=$3 peer_ip=$4 durability=$5 peer=b prefer=true cpus=$PROXY_CPUS
+  [ "$node" = b ] && peer=a prefer=false cpus=$PEER_CPUS
+  mkdir -p "$dir"
+  write_tandem_config "$dir" "$own:$PROXY_PORT" "$own:$ADMIN_PORT" "$own:$GRPC_PORT" || return 1
+  cat >>"$dir/tandem.toml" <<EOF
+
+[ha]
+node = "$node"
+peer = "$peer"
+listen = "$own:$HA_PORT"
+peer_address = "$peer_ip:$HA_PORT"
+peer_sip = "$peer_ip:$PROXY_PORT"
+prefer_active = $prefer
+durability = "$durability"
+sync_wait = "$SYNC_WAIT"
+state_dir = "$dir/state"
+EOF
+  launch_tandem "$dir" "$cpus"
+}
+
+start_tandem_setup() { # $1 folder, $2 durability (empty: no standby)
+  if [ -z "$2" ]; then
+    write_tandem_config "$1" "$ACTIVE_IP:$PROXY_PORT" "$ACTIVE_IP:$ADMIN_PORT" "$ACTIVE_IP:$GRPC_PORT" || return 1
+    launch_tandem "$1" "$PROXY_CPUS" || return 1
+    PROXY_PID=$LAUNCHED_PID
+    return 0
+  fi
+  start_tandem_node "$1/a" a "$ACTIVE_IP" "$STANDBY_IP" "$2" || return 1
+  PROXY_PID=$LAUNCHED_PID
+  wait_until 20 tandem_is "$ACTIVE_IP" active false 0 ||
+    die_proxy "Tandem A did not become active ($1/a/tandem.log)" || return 1
+  start_tandem_node "$1/b" b "$STANDBY_IP" "$ACTIVE_IP" "$2" || return 1
+  PEER_PID=$LAUNCHED_PID
+  tandem_ready || die_proxy "Tandem B did not become a synced standby ($1/b/tandem.log)"
+}
+
+# the pair is settled: A active with a synced standby, both at 0 calls
+tandem_ready() {
+  wait_until 20 tandem_is "$ACTIVE_IP" active true 0 && wait_until 10 tandem_is "$STANDBY_IP" standby true 0
+}
+
+# /metrics of the Tandem on IP $1 into file $2 (empty if it does not answer)
+tandem_metrics() {
+  curl -s --max-time 2 "http://$1:$ADMIN_PORT/metrics" >"$2" 2>/dev/null || : >"$2"
+}
+# relay ports that could not be bound between two /metrics files $1 and $2 ("-" if either lacks it)
+bind_failures() {
+  awk '/^tandem_media_bind_failures_total / { v[FILENAME == ARGV[1] ? 1 : 2] = $2 }
+    END { print (v[1] == "" || v[2] == "") ? "-" : v[2] - v[1] }' "$1" "$2"
+}
+# Between two /metrics files $1 and $2: answers sent without the standby's ack (sync wait over),
+# then the standby's ack latency mean and 99th percentile (the bucket bound it falls under), in ms
+replication_figures() {
+  awk 'BEGIN { to[1] = to[2] = sum[1] = sum[2] = cnt[1] = cnt[2] = "" }
+    { f = FILENAME == ARGV[1] ? 1 : 2 }
+    /^tandem_replication_sync_timeouts_total / { to[f] = $2 }
+    /^tandem_replication_ack_latency_seconds_sum / { sum[f] = $2 }
+    /^tandem_replication_ack_latency_seconds_count / { cnt[f] = $2 }
+    /^tandem_replication_ack_latency_seconds_bucket/ {
+      match($0, /le="[^"]*"/); le = substr($0, RSTART + 4, RLENGTH - 5)
+      if (f == 1) before[le] = $2; else { order[++n] = le; after[le] = $2 } }
+    END {
+      timeouts = (to[1] == "" || to[2] == "") ? "-" : to[2] - to[1]
+      acks = (cnt[1] == "" || cnt[2] == "") ? 0 : cnt[2] - cnt[1]
+      mean = p99 = "-"
+      if (acks > 0) {
+        mean = sprintf("%.2f", (sum[2] - sum[1]) / acks * 1000)
+        for (i = 1; i <= n; i++) if (after[order[i]] - before[order[i]] >= 0.99 * acks) {
+          p99 = order[i] == "+Inf" ? ">1000" : sprintf("%g", order[i] * 1000); break } }
+      print timeouts, mean, p99 }' "$1" "$2"
+}
+
+# --- Kamailio -----------------------------------------------------------------------------------
+
+start_kamailio_instance() { # $1 folder, $2 CPUs, $3 own IP, $4 peer IP (empty: no DMQ)
+  local dmq=()
+  mkdir -p "$1"
+  [ -n "$4" ] && dmq=(-A WITH_DMQ -A "DMQ_SERVER=\"sip:$3:$PROXY_PORT\"" -A "DMQ_NOTIFY=\"sip:$4:$PROXY_PORT\""
+    -A "CTL_SOCKET=\"unix:$1/ctl\"")
+  launch_kamailio "$1" "$2" -l "udp:$3:$PROXY_PORT" -A 'NEXT_HOST="127.0.0.1"' -A "NEXT_PORT=$UAS_PORT" "${dmq[@]}"
+}
+# DMQ nodes the Kamailio with control socket $1 knows as active (itself included)
+dmq_active_nodes() {
+  kamcmd -s "unix:$1" dmq.list_nodes 2>/dev/null | grep -c 'status: active'
+}
+dmq_meshed() { [ "$(dmq_active_nodes "$1/a/ctl")" -ge 2 ] && [ "$(dmq_active_nodes "$1/b/ctl")" -ge 2 ]; }
+
+start_kamailio_setup() { # $1 folder, $2 dmq|""
+  if [ -z "$2" ]; then
+    start_kamailio_instance "$1" "$PROXY_CPUS" "$ACTIVE_IP" ""
+    PROXY_PID=$LAUNCHED_PID
+    return 0
+  fi
+  # B first: A's notification at start then finds it (else A only learns of B at the next ping)
+  start_kamailio_instance "$1/b" "$PEER_CPUS" "$STANDBY_IP" "$ACTIVE_IP"
+  PEER_PID=$LAUNCHED_PID
+  wait_until 10 test -S "$1/b/ctl" || die_proxy "Kamailio B did not start ($1/b/kamailio.log)" || return 1
+  start_kamailio_instance "$1/a" "$PROXY_CPUS" "$ACTIVE_IP" "$STANDBY_IP"
+  PROXY_PID=$LAUNCHED_PID
+  wait_until 15 dmq_meshed "$1" || die_proxy "the two Kamailios do not see each other over DMQ" || return 1
+}
+
+# --- one setup ----------------------------------------------------------------------------------
+
+setup_start() { # $1 setup, $2 folder
+  local name=$1 dir=$2
+  mkdir -p "$dir"
+  UAS_PID="" PROXY_PID="" PEER_PID="" SETUP_DIR=$dir TANDEM_MEDIA=on
+  [[ $name == *-nomedia ]] && TANDEM_MEDIA=off
+  start_uas "$dir"
+  case ${name%-nomedia} in
+    tandem) start_tandem_setup "$dir" "" ;;
+    tandem-async) start_tandem_setup "$dir" async ;;
+    tandem-sync) start_tandem_setup "$dir" sync ;;
+    kamailio-dmq) start_kamailio_setup "$dir" dmq ;;
+    kamailio) start_kamailio_setup "$dir" "" ;;
+  esac || return 1
+  wait_sip_ready "$ACTIVE_IP:$PROXY_PORT" || die_proxy "no answer to OPTIONS on $ACTIVE_IP:$PROXY_PORT ($dir)"
+}
+
+setup_stop() {
+  stop_pid "$PROXY_PID"
+  stop_pid "$PEER_PID"
+  stop_pid "$UAS_PID"
+  PROXY_PID="" PEER_PID="" UAS_PID=""
+}
+
+# before each step: the standby caught up (Tandem), the proxy idle
+setup_ready() {
+  case $1 in
+    tandem-async* | tandem-sync*) tandem_ready || die_proxy "the Tandem pair is not settled (active + synced standby, 0 calls)" ;;
+    *) wait_group_idle "$PROXY_PID" || die_proxy "the proxy does not come back to idle" ;;
+  esac
+}
+
+# calls (Tandem B: the calls it mirrors) or dialogs (Kamailio B: dlg.stats_active) the standby of
+# setup $1 holds now; empty without a standby or an answer
+peer_calls() {
+  case $1 in
+    tandem-async* | tandem-sync*)
+      "$TANDEMCTL" --addr "$STANDBY_IP:$GRPC_PORT" --timeout 1s --json status 2>/dev/null |
+        grep -o '"active_calls":[0-9]*' | cut -d: -f2 ;;
+    kamailio-dmq) kamcmd -s "unix:$SETUP_DIR/b/ctl" dlg.stats_active 2>/dev/null | awk '$1 == "all:" { print $2 }' ;;
+  esac
+}
+# samples peer_calls of setup $1 every second into $2 (its peak), while this script lives, for
+# STEP_SECONDS + 30 s at most
+sample_peer_peak() {
+  local n=$((STEP_SECONDS + 30)) v peak=0
+  echo 0 >"$2"
+  while [ $n -gt 0 ] && kill -0 $$ 2>/dev/null; do
+    v=$(peer_calls "$1")
+    [ -n "$v" ] && [ "$v" -gt "$peak" ] && peak=$v && echo "$peak" >"$2"
+    n=$((n - 1))
+    sleep 1
+  done
+}
+# what the standby of setup $1 still holds once it comes back to 0 (10 s at most): 0 when its
+# calls ended with the active's
+peer_left() {
+  local deadline=$((SECONDS + 10)) v
+  while :; do
+    v=$(peer_calls "$1")
+    [ "${v:-0}" = 0 ] || [ $SECONDS -ge $deadline ] && break
+    sleep 0.5
+  done
+  echo "${v:--}"
+}
+
+step_row() { printf '  %-8s %6s %7s %7s %6s %9s %10s %9s %8s %7s %8s %8s %8s %9s %9s %9s\n' "$@"; }
+step_header() {
+  step_row "" rate calls ok failed "cpu_s/1k" "peer_s/1k" "busy_cpu%" mean_ms p99_ms sync_to ack_ms ack_p99 \
+    bind_fail peer_peak peer_left
+}
+
+# One step of setup $1 at $2 cps in folder $3, labelled $4; records it if clean: every call
+# completed, none failed, and with sync durability no answer sent without the standby's ack.
+measure_step() {
+  local name=$1 rate=$2 dir=$3 label=$4 figures="- - -" clean sampler="" peak=- left=- binds=- b
+  mkdir -p "$dir"
+  if [[ $name == tandem* ]]; then
+    tandem_metrics "$ACTIVE_IP" "$dir/metrics-before"
+    tandem_pair "$name" && tandem_metrics "$STANDBY_IP" "$dir/metrics-b-before"
+  fi
+  if [ -n "$PEER_PID" ]; then
+    sample_peer_peak "$name" "$dir/peer_peak" &
+    sampler=$!
+  fi
+  run_step "$name" "$rate" "$dir"
+  clean=$?
+  if [[ $name == tandem* ]]; then
+    tandem_metrics "$ACTIVE_IP" "$dir/metrics-after"
+    binds=$(bind_failures "$dir/metrics-before" "$dir/metrics-after")
+  fi
+  if tandem_pair "$name"; then
+    figures=$(replication_figures "$dir/metrics-before" "$dir/metrics-after")
+    tandem_metrics "$STANDBY_IP" "$dir/metrics-b-after"
+    b=$(bind_failures "$dir/metrics-b-before" "$dir/metrics-b-after")
+    [ "$binds" = - ] || [ "$b" = - ] && binds=- || binds=$((binds + b))
+    [[ $name == tandem-sync* && ${figures%% *} != 0 ]] && clean=1
+  fi
+  # a call whose relay ports could not be bound got no media: not a clean call
+  [[ $name == tandem* && $binds != 0 && $name != *-nomedia ]] && clean=1
+  if [ -n "$sampler" ]; then
+    kill "$sampler" 2>/dev/null
+    wait "$sampler" 2>/dev/null
+    peak=$(cat "$dir/peer_peak" 2>/dev/null || echo -)
+    left=$(peer_left "$name")
+  fi
+  # shellcheck disable=SC2086 # three columns
+  step_row "$label" "$rate" "$STEP_CALLS" "$STEP_OK" "$STEP_FAILED" "$STEP_CPU" "$STEP_PEER_CPU" "$STEP_BUSY" \
+    "$STEP_MEAN" "$STEP_P99" $figures "$binds" "$peak" "$left"
+  if [ "$label" = warm-up ]; then
+    :
+  elif [ $clean = 0 ]; then
+    RESULT[$name.cpu.$rate]=$STEP_CPU RESULT[$name.peer.$rate]=$STEP_PEER_CPU RESULT[$name.busy.$rate]=$STEP_BUSY
+    RESULT[$name.mean.$rate]=$STEP_MEAN RESULT[$name.p99.$rate]=$STEP_P99
+  else
+    RESULT[$name.busy.$rate]=$STEP_BUSY
+  fi
+  return $clean
+}
+
+bench_setup() { # $1 setup
+  local name=$1 dir=$BENCH_DIR/$1 rate lo="" hi="" i mid
+  rm -rf "$dir"
+  log "== $name: $(describe "$name")"
+  log "   load average $(cut -d' ' -f1-3 /proc/loadavg)"
+  if ! setup_start "$name" "$dir/ramp"; then
+    setup_stop
+    return
+  fi
+  step_header
+  for rate in $RATES; do
+    setup_ready "$name" || break
+    if measure_step "$name" "$rate" "$dir/ramp/rate-$rate" ramp; then
+      lo=$rate
+    else
+      hi=$rate
+      break
+    fi
+    kill -0 "$PROXY_PID" 2>/dev/null || { log "  the proxy exited ($dir/ramp)"; break; }
+  done
+  setup_stop
+  # bisection between the highest clean rate and the first failed one, each on fresh processes
+  # warmed up by a short step at the clean rate
+  for i in $(seq "$REFINE"); do
+    [ -n "$lo" ] && [ -n "$hi" ] || break
+    mid=$(((lo + hi) / 2 / 50 * 50))
+    [ "$mid" -gt "$lo" ] && [ "$mid" -lt "$hi" ] || break
+    if ! setup_start "$name" "$dir/refine-$mid"; then
+      setup_stop
+      break
+    fi
+    if setup_ready "$name"; then
+      STEP_SECONDS=$WARMUP_SECONDS measure_step "$name" "$lo" "$dir/refine-$mid/warm-up" warm-up
+      if setup_ready "$name"; then
+        if measure_step "$name" "$mid" "$dir/refine-$mid/rate-$mid" refine; then lo=$mid; else hi=$mid; fi
+      fi
+    fi
+    setup_stop
+  done
+  RESULT[$name.rate]=$lo RESULT[$name.failed]=$hi
+  log "   load average $(cut -d' ' -f1-3 /proc/loadavg)"
+}
+
+# --- summary ------------------------------------------------------------------------------------
+
+# $1 / $2 with 2 decimals, "n/a" when either is missing
+ratio() {
+  awk -v a="${1:-}" -v b="${2:-}" 'BEGIN { if (a == "" || b == "" || a == "-" || b == "-" || a == "n/a" || b == "n/a" || b + 0 == 0) print "n/a"; else printf "%.2f", a / b }'
+}
+# "met" / "NOT met" / "n/a" for ratio $1 against the target $2
+verdict() {
+  awk -v r="$1" -v t="$2" 'BEGIN { if (r == "n/a") print "n/a"; else if (r + 0 >= t + 0) print "met"; else print "NOT met" }'
+}
+# "12000" or ">= 12000" when no step failed (the rates ran out), "none" without a clean step
+clean_rate() {
+  local name=$1
+  if [ -z "${RESULT[$name.rate]:-}" ]; then echo none
+  elif [ -z "${RESULT[$name.failed]:-}" ]; then echo ">=${RESULT[$name.rate]}"
+  else echo "${RESULT[$name.rate]}"; fi
+}
+
+# the highest of RATES that every setup in SETUPS ran without failures (empty if none)
+common_rate() {
+  local rate name best=""
+  for rate in $RATES; do
+    for name in $SETUPS; do
+      [ -n "${RESULT[$name.cpu.$rate]:-}" ] || continue 2
+    done
+    best=$rate
+  done
+  echo "$best"
+}
+
+summary() {
+  local name rate failed common r
+  log "== Highest rate with 0 failed calls, its figures (CPU of the active / of its standby in s per"
+  log "   1,000 calls, busy % of CPU 0/1, INVITE→200 mean and p99 ms), the first failed rate and its busy %"
+  printf '  %-19s %9s %9s %10s %9s %8s %7s %9s %9s\n' setup clean_cps "cpu_s/1k" "peer_s/1k" "busy_cpu%" mean_ms \
+    p99_ms failed_at "busy_cpu%"
+  for name in $SETUPS; do
+    rate=${RESULT[$name.rate]:-} failed=${RESULT[$name.failed]:-}
+    printf '  %-19s %9s %9s %10s %9s %8s %7s %9s %9s\n' "$name" "$(clean_rate "$name")" \
+      "${RESULT[$name.cpu.$rate]:--}" "${RESULT[$name.peer.$rate]:--}" "${RESULT[$name.busy.$rate]:--}" \
+      "${RESULT[$name.mean.$rate]:--}" "${RESULT[$name.p99.$rate]:--}" "${failed:--}" "${RESULT[$name.busy.$failed]:--}"
+  done
+  log "== Ratios of the highest clean rates"
+  r=$(ratio "${RESULT[tandem-sync.rate]:-}" "${RESULT[tandem.rate]:-}")
+  log "  Tandem sync / Tandem without standby:  x$r (target >= 0.90: $(verdict "$r" 0.90))"
+  r=$(ratio "${RESULT[tandem-sync.rate]:-}" "${RESULT[kamailio-dmq.rate]:-}")
+  log "  Tandem sync / Kamailio with DMQ:       x$r (target >= 2: $(verdict "$r" 2))"
+  log "  Tandem async / Tandem without standby: x$(ratio "${RESULT[tandem-async.rate]:-}" "${RESULT[tandem.rate]:-}")"
+  log "  Kamailio with DMQ / Kamailio alone:    x$(ratio "${RESULT[kamailio-dmq.rate]:-}" "${RESULT[kamailio.rate]:-}")"
+  log "  signalling only (Tandem's media not anchored, as Kamailio's is not relayed):"
+  r=$(ratio "${RESULT[tandem-sync-nomedia.rate]:-}" "${RESULT[tandem-nomedia.rate]:-}")
+  log "  Tandem sync / Tandem without standby:  x$r (target >= 0.90: $(verdict "$r" 0.90))"
+  r=$(ratio "${RESULT[tandem-sync-nomedia.rate]:-}" "${RESULT[kamailio-dmq.rate]:-}")
+  log "  Tandem sync / Kamailio with DMQ:       x$r (target >= 2: $(verdict "$r" 2))"
+  log "  (a clean rate \">=N\": every step up to the last of RATES passed, so its ratios are bounds)"
+  common=$(common_rate)
+  [ -n "$common" ] || return 0
+  log "== CPU per call at $common cps (the highest rate every setup ran clean), active (+ standby), s per 1,000 calls"
+  for name in $SETUPS; do
+    log "  $(printf '%-19s' "$name") ${RESULT[$name.cpu.$common]:-n/a} (+ ${RESULT[$name.peer.$common]:--})"
+  done
+  log "  active only: Tandem sync / alone x$(ratio "${RESULT[tandem-sync.cpu.$common]:-}" "${RESULT[tandem.cpu.$common]:-}")," \
+    "async / alone x$(ratio "${RESULT[tandem-async.cpu.$common]:-}" "${RESULT[tandem.cpu.$common]:-}");" \
+    "Kamailio DMQ / alone x$(ratio "${RESULT[kamailio-dmq.cpu.$common]:-}" "${RESULT[kamailio.cpu.$common]:-}")"
+}
+
+command -v sipp >/dev/null || { echo "sipp is not installed (scripts/install-test-deps.sh)"; exit 1; }
+mkdir -p "$BENCH_DIR"
+trap 'setup_stop' EXIT
+log "ha-cps: $(date -u +%FT%TZ), $(nproc) CPUs ($(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)), kernel $(uname -r)," \
+  "load average $(cut -d' ' -f1-3 /proc/loadavg)"
+log "  $(sipp -v 2>/dev/null | grep -o 'SIPp v[^ ]*' | head -1), $(kamailio -v 2>/dev/null | head -1 | sed 's/ *$//')," \
+  "Tandem $("$TANDEM" --version 2>/dev/null | head -1) at $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null)"
+log "  rates: $RATES cps, then $REFINE bisection steps; $STEP_SECONDS s of new calls per step; 1 s calls" \
+  "(tests/scenarios/uac_load.xml → proxy → uas_load.xml); UDP on loopback"
+if [ -n "$PROXY_CPUS" ]; then
+  log "  pinned: the active proxy (Tandem A, Kamailio A, or the proxy alone) on CPU $PROXY_CPUS; its standby" \
+    "(Tandem B, Kamailio B) and both SIPp ends on CPU $LOAD_CPUS"
+else
+  log "  not pinned (PIN=0 or a single CPU)"
+fi
+log "  media: Tandem anchors it (relay ports bound and SDP rewritten per call; SIPp sends no RTP), except in" \
+  "the *-nomedia setups; Kamailio passes SDP through untouched (no rtpengine). Open files: $(ulimit -n)"
+for name in $SETUPS; do
+  case $name in
+    tandem*) [ -x "$TANDEM" ] && [ -x "$TANDEMCTL" ] || { log "== $name: no $TANDEM or $TANDEMCTL (cargo build --release -p tandem -p tandemctl)"; continue; } ;;
+    kamailio*) command -v kamailio >/dev/null || { log "== $name: kamailio is not installed"; continue; } ;;
+    *) log "== $name: unknown setup"; continue ;;
+  esac
+  bench_setup "$name"
+done
+summary
