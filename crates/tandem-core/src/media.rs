@@ -5,6 +5,8 @@
 
 use bytes::Bytes;
 use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+use tandem_media::continuity::{SourceSnapshot, StreamSnapshot};
 use tandem_media::ports::{PortAllocator, PortPair, PortRangeError};
 use tandem_media::session::{EndpointPlan, MediaCommand, MediaSide, SessionPlan, StreamPlan};
 use tandem_sdp::{Direction, MediaPorts, Plan, Sdp, SdpError};
@@ -51,6 +53,17 @@ pub struct VersionTrack {
 }
 
 impl VersionTrack {
+    /// A track that last sent version `sent` for a body that arrived with `received`, as
+    /// `Some((received, sent))` (restoring a replicated call).
+    pub fn from_last(last: Option<(u64, u64)>) -> VersionTrack {
+        VersionTrack { last }
+    }
+
+    /// The version the last body arrived with and the version Tandem sent it on with.
+    pub fn last(&self) -> Option<(u64, u64)> {
+        self.last
+    }
+
     fn next(&mut self, incoming: u64) -> u64 {
         let out = match self.last {
             Some((seen, sent)) if seen == incoming => sent,
@@ -74,6 +87,52 @@ pub struct CallMedia {
     pub sending: Vec<[bool; 2]>,
     /// Versions Tandem sent toward the caller and toward the server.
     pub versions: [VersionTrack; 2],
+    /// The RTP stream Tandem sends toward each side (index as `streams`), as the relay last
+    /// reported it: `[toward the caller, toward the server]`; `None` until the stream switched
+    /// source once (before that it is a passthrough, which a new node rebuilds by itself). Empty
+    /// while no stream has a record, else as long as `streams`.
+    pub outbound: Vec<[Option<OutboundRecord>; 2]>,
+}
+
+/// The RTP stream Tandem sends toward one side, as the relay reported it on its latest switch of
+/// source, so that a node taking the call over keeps the receiver's SSRC and carries the sequence
+/// and timestamp on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutboundRecord {
+    /// The SSRC the receiver knows.
+    pub ssrc: u32,
+    /// Sequence number of the newest packet sent when reported.
+    pub last_sequence: u16,
+    /// Timestamp of that packet.
+    pub last_timestamp: u32,
+    /// The call's age when that packet left (a time base that travels with the call).
+    pub sent_at: Duration,
+    /// How the source relayed then mapped onto the stream.
+    pub source: Option<SourceSnapshot>,
+}
+
+impl OutboundRecord {
+    /// The relay's report, received when the call was `call_age` old.
+    pub fn from_report(stream: &StreamSnapshot, call_age: Duration) -> OutboundRecord {
+        OutboundRecord {
+            ssrc: stream.outbound_ssrc,
+            last_sequence: stream.last_sequence,
+            last_timestamp: stream.last_timestamp,
+            sent_at: call_age.saturating_sub(stream.since_last_sent),
+            source: stream.source,
+        }
+    }
+
+    /// The stream for the relay, now that the call is `call_age` old.
+    pub fn to_stream(&self, call_age: Duration) -> StreamSnapshot {
+        StreamSnapshot {
+            outbound_ssrc: self.ssrc,
+            last_sequence: self.last_sequence,
+            last_timestamp: self.last_timestamp,
+            since_last_sent: call_age.saturating_sub(self.sent_at),
+            source: self.source,
+        }
+    }
 }
 
 impl CallMedia {
@@ -89,6 +148,59 @@ impl CallMedia {
             .flat_map(|s| [s.caller.local, s.server.local])
     }
 
+    /// Records the source the relay latched on for `side` of stream `index` (its RTCP port's latch
+    /// when `rtcp`). Returns whether anything changed.
+    pub fn record_latch(
+        &mut self,
+        index: u16,
+        side: MediaSide,
+        rtcp: bool,
+        source: SocketAddr,
+    ) -> bool {
+        let Some(stream) = self.streams.iter_mut().find(|s| s.index == index) else {
+            return false;
+        };
+        let endpoint = stream.endpoint_mut(side);
+        let latched = match rtcp {
+            true => &mut endpoint.latched_rtcp,
+            false => &mut endpoint.latched_rtp,
+        };
+        let changed = *latched != Some(source);
+        *latched = Some(source);
+        changed
+    }
+
+    /// Records the stream Tandem sends toward `side` of stream `index`. Returns whether anything
+    /// changed.
+    pub fn record_outbound(&mut self, index: u16, side: MediaSide, record: OutboundRecord) -> bool {
+        let Some(position) = self.streams.iter().position(|s| s.index == index) else {
+            return false;
+        };
+        if self.outbound.len() < self.streams.len() {
+            self.outbound.resize(self.streams.len(), [None, None]);
+        }
+        let Some(pair) = self.outbound.get_mut(position) else {
+            return false;
+        };
+        let slot = &mut pair[slot(side)];
+        let changed = *slot != Some(record);
+        *slot = Some(record);
+        changed
+    }
+
+    /// The relay's plan of the call's streams, with the outbound streams to resume for a call
+    /// that is `call_age` old.
+    pub fn plan_streams(&self, call_age: Duration) -> Vec<StreamPlan> {
+        let mut streams = self.streams.clone();
+        for (stream, outbound) in streams.iter_mut().zip(&self.outbound) {
+            for side in [MediaSide::Caller, MediaSide::Server] {
+                stream.endpoint_mut(side).outbound =
+                    outbound[slot(side)].map(|record| record.to_stream(call_age));
+            }
+        }
+        streams
+    }
+
     /// Forgets the server side's media (a new media server is being tried): its endpoints are
     /// learned again from the new server's SDP, Tandem's ports stay.
     pub fn forget_server(&mut self) {
@@ -96,6 +208,8 @@ impl CallMedia {
             s.server.remote_rtp = None;
             s.server.remote_rtcp = None;
             s.server.rtcp_mux = false;
+            s.server.latched_rtp = None;
+            s.server.latched_rtcp = None;
         }
         for s in &mut self.sending {
             s[slot(MediaSide::Server)] = false;
@@ -181,10 +295,13 @@ impl MediaAnchor {
             media.streams.push(StreamPlan {
                 index,
                 clock_rate: 8000,
-                caller: unsignalled(caller),
-                server: unsignalled(server),
+                caller: EndpointPlan::unsignalled(caller),
+                server: EndpointPlan::unsignalled(server),
             });
             media.sending.push([false, false]);
+        }
+        if !media.outbound.is_empty() {
+            media.outbound.resize(media.streams.len(), [None, None]);
         }
         let to = from.other();
         let mut plan = Plan {
@@ -199,8 +316,8 @@ impl MediaAnchor {
             let ip = sdp.effective_connection(i).and_then(|c| c.ip);
             let usable = ip.filter(|ip| !ip.is_unspecified() && !section.is_rejected());
             endpoint.rtcp_mux = section.rtcp_mux;
-            endpoint.remote_rtp = usable.map(|ip| SocketAddr::new(ip, section.port));
-            endpoint.remote_rtcp = usable.map(|ip| match (&section.rtcp, section.rtcp_mux) {
+            let remote_rtp = usable.map(|ip| SocketAddr::new(ip, section.port));
+            let remote_rtcp = usable.map(|ip| match (&section.rtcp, section.rtcp_mux) {
                 (_, true) => SocketAddr::new(ip, section.port),
                 (Some(rtcp), false) => {
                     let rtcp_ip = rtcp.address.as_ref().and_then(|c| c.ip).unwrap_or(ip);
@@ -208,6 +325,15 @@ impl MediaAnchor {
                 }
                 (None, false) => SocketAddr::new(ip, section.port.wrapping_add(1)),
             });
+            // A changed address re-signals the relay's latch, which forgets its source.
+            if endpoint.remote_rtp != remote_rtp {
+                endpoint.latched_rtp = None;
+            }
+            if endpoint.remote_rtcp != remote_rtcp {
+                endpoint.latched_rtcp = None;
+            }
+            endpoint.remote_rtp = remote_rtp;
+            endpoint.remote_rtcp = remote_rtcp;
             let direction = sdp.effective_direction(i).unwrap_or(Direction::SendRecv);
             media.sending[i][slot(from)] =
                 usable.is_some() && matches!(direction, Direction::SendRecv | Direction::SendOnly);
@@ -222,15 +348,15 @@ impl MediaAnchor {
         Ok(rewritten.changed.then_some(rewritten.body))
     }
 
-    /// Queues the call's current plan for the data plane.
-    pub fn apply(&mut self, call: u64, call_id: &str, media: &CallMedia) {
+    /// Queues the plan of a call that is `call_age` old for the data plane.
+    pub fn apply(&mut self, call: u64, call_id: &str, media: &CallMedia, call_age: Duration) {
         if media.streams.is_empty() {
             return;
         }
         self.commands.push_back(MediaCommand::Apply(SessionPlan {
             call,
             call_id: call_id.to_owned(),
-            streams: media.streams.clone(),
+            streams: media.plan_streams(call_age),
         }));
     }
 
@@ -260,15 +386,6 @@ impl MediaAnchor {
             self.metrics.ports_exhausted += 1;
             AnchorError::PortsExhausted
         })
-    }
-}
-
-fn unsignalled(local: PortPair) -> EndpointPlan {
-    EndpointPlan {
-        local,
-        remote_rtp: None,
-        remote_rtcp: None,
-        rtcp_mux: false,
     }
 }
 
@@ -470,6 +587,79 @@ mod tests {
         );
         assert_eq!(a.pairs_in_use(), 2);
         assert!(two.streams.is_empty());
+    }
+
+    #[test]
+    fn a_latch_is_kept_while_the_address_stays_and_forgotten_when_it_changes() {
+        let mut a = anchor();
+        let mut media = CallMedia::default();
+        a.anchor(
+            &mut media,
+            MediaSide::Caller,
+            &offer(1, "10.0.0.1", 4000, ""),
+        )
+        .unwrap();
+        let natted: SocketAddr = "198.51.100.7:61000".parse().unwrap();
+        let rtcp: SocketAddr = "198.51.100.7:61001".parse().unwrap();
+        assert!(media.record_latch(0, MediaSide::Caller, false, natted));
+        assert!(media.record_latch(0, MediaSide::Caller, true, rtcp));
+        assert!(!media.record_latch(0, MediaSide::Caller, false, natted));
+        assert!(!media.record_latch(3, MediaSide::Caller, false, natted));
+        // Same address again (a re-INVITE that changes the direction only): the relay keeps its
+        // latch, so does the call.
+        a.anchor(
+            &mut media,
+            MediaSide::Caller,
+            &offer(2, "10.0.0.1", 4000, "a=sendonly\r\n"),
+        )
+        .unwrap();
+        assert_eq!(media.streams[0].caller.latched_rtp, Some(natted));
+        assert_eq!(media.streams[0].caller.latched_rtcp, Some(rtcp));
+        // A new port re-signals the relay's latch: forgotten.
+        a.anchor(
+            &mut media,
+            MediaSide::Caller,
+            &offer(3, "10.0.0.1", 4002, ""),
+        )
+        .unwrap();
+        assert_eq!(media.streams[0].caller.latched_rtp, None);
+        assert_eq!(media.streams[0].caller.latched_rtcp, None);
+        // A new media server's side is learned anew, latches included.
+        assert!(media.record_latch(0, MediaSide::Server, false, natted));
+        media.forget_server();
+        assert_eq!(media.streams[0].server.latched_rtp, None);
+    }
+
+    #[test]
+    fn the_plan_carries_the_outbound_stream_as_of_the_calls_age() {
+        use tandem_media::continuity::StreamSnapshot;
+        let mut a = anchor();
+        let mut media = CallMedia::default();
+        a.anchor(
+            &mut media,
+            MediaSide::Caller,
+            &offer(1, "10.0.0.1", 4000, ""),
+        )
+        .unwrap();
+        let report = StreamSnapshot {
+            outbound_ssrc: 7,
+            last_sequence: 1,
+            last_timestamp: 2,
+            since_last_sent: Duration::from_millis(5),
+            source: None,
+        };
+        let record = OutboundRecord::from_report(&report, Duration::from_secs(60));
+        assert_eq!(record.sent_at, Duration::from_millis(59_995));
+        assert!(media.record_outbound(0, MediaSide::Server, record));
+        assert!(!media.record_outbound(0, MediaSide::Server, record));
+        a.apply(1, "c", &media, Duration::from_secs(61));
+        let Some(MediaCommand::Apply(plan)) = a.poll_command() else {
+            panic!("no plan")
+        };
+        let sent = plan.streams[0].server.outbound.unwrap();
+        assert_eq!(sent.since_last_sent, Duration::from_millis(1005));
+        assert_eq!(plan.streams[0].caller.outbound, None);
+        assert_eq!(media.streams[0].server.outbound, None, "kept apart");
     }
 
     #[test]

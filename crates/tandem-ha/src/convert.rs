@@ -7,18 +7,22 @@
 //!   the record comes back with `conn: None` (the new node opens or reuses a connection);
 //! * an empty remote tag or server name is the wire's "none" (`Option::None` on the way back);
 //! * the call's age travels as a wall-clock creation time (`created_unix_ms = now − age`), so the
-//!   age comes back at millisecond precision, relative to the `now_unix_ms` given on the way back.
+//!   age comes back at millisecond precision, relative to the `now_unix_ms` given on the way back;
+//! * the outbound RTP streams' send times ([`OutboundRecord::sent_at`], on the call's time base)
+//!   travel as wall-clock times too (`Continuity.sent_unix_ms = created_unix_ms + sent_at`) and
+//!   come back at millisecond precision;
+//! * [`CallMedia::outbound`] comes back empty when no stream has a record.
 //!
-//! The `o=` version tracks of [`CallMedia`] are not carried: `tandem-core` gives no access to their
-//! content (see the crate documentation). A record that cannot be read back (an address that is not
-//! `ip:port`, a relay port that is not an even non-zero port, an unknown enum value, a missing leg)
+//! A record that cannot be read back (an address that is not `ip:port`, a relay port that is not
+//! an even non-zero port, a number too large for its field, an unknown enum value, a missing leg)
 //! is a [`ConvertError`], never a panic.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 use tandem_core::call::{CallState, Leg};
-use tandem_core::media::CallMedia;
+use tandem_core::media::{CallMedia, OutboundRecord, VersionTrack};
 use tandem_core::{CallSnapshot, Peer, ReplicaSnapshot, ReplicationChange, Transport};
+use tandem_media::continuity::SourceSnapshot;
 use tandem_media::ports::PortPair;
 use tandem_media::session::{EndpointPlan, StreamPlan};
 use tandem_proto::replication::v1 as wire;
@@ -71,6 +75,16 @@ pub enum ConvertError {
         /// The value received.
         index: u32,
     },
+    /// A number does not fit its field (an RTP sequence number or offset above 65535).
+    #[error("call {key}: {field} {value} out of range")]
+    OutOfRange {
+        /// The call.
+        key: u64,
+        /// Which field.
+        field: &'static str,
+        /// The value received.
+        value: u64,
+    },
     /// An enum field holds a value this version does not know.
     #[error("call {key}: unknown {field} value {value}")]
     UnknownEnum {
@@ -94,16 +108,25 @@ fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
+/// Wall-clock microseconds of a [`Duration`], saturating.
+fn micros(duration: Duration) -> u64 {
+    u64::try_from(duration.as_micros()).unwrap_or(u64::MAX)
+}
+
 /// The wire record of `call`, taken at wall-clock time `now_unix_ms`.
 pub fn call_to_record(call: &CallSnapshot, now_unix_ms: u64) -> CallRecord {
+    let created_unix_ms = now_unix_ms.saturating_sub(millis(call.age));
+    let [toward_caller, toward_server] = call.media.versions;
     CallRecord {
         key: call.key,
         state: state_to_wire(call.state) as i32,
         caller: Some(leg_to_wire(&call.caller)),
         server: Some(leg_to_wire(&call.server)),
         server_name: call.server_name.clone().unwrap_or_default(),
-        media: media_to_wire(&call.media),
-        created_unix_ms: now_unix_ms.saturating_sub(millis(call.age)),
+        media: media_to_wire(&call.media, created_unix_ms, call.age),
+        created_unix_ms,
+        caller_sdp_version: version_to_wire(toward_caller),
+        server_sdp_version: version_to_wire(toward_server),
         ..CallRecord::default()
     }
 }
@@ -118,13 +141,22 @@ pub fn call_from_record(
         Some(leg) => leg_from_wire(key, leg),
         None => Err(ConvertError::MissingLeg { key, side }),
     };
+    let times = Times {
+        created_unix_ms: record.created_unix_ms,
+        now_unix_ms,
+    };
+    let mut media = media_from_wire(key, &record.media, times)?;
+    media.versions = [
+        version_from_wire(record.caller_sdp_version.as_ref()),
+        version_from_wire(record.server_sdp_version.as_ref()),
+    ];
     Ok(CallSnapshot {
         key,
         state: state_from_wire(key, record.state)?,
         caller: leg(&record.caller, "caller")?,
         server: leg(&record.server, "server")?,
         server_name: non_empty(&record.server_name),
-        media: media_from_wire(key, &record.media)?,
+        media,
         age: Duration::from_millis(now_unix_ms.saturating_sub(record.created_unix_ms)),
     })
 }
@@ -333,36 +365,71 @@ fn leg_from_wire(key: u64, leg: &wire::Leg) -> Result<Leg, ConvertError> {
     })
 }
 
-fn media_to_wire(media: &CallMedia) -> Vec<wire::MediaStream> {
+fn version_to_wire(track: VersionTrack) -> Option<wire::SdpVersion> {
+    track.last().map(|(received, sent)| wire::SdpVersion {
+        known: true,
+        received,
+        sent,
+    })
+}
+
+fn version_from_wire(version: Option<&wire::SdpVersion>) -> VersionTrack {
+    VersionTrack::from_last(version.filter(|v| v.known).map(|v| (v.received, v.sent)))
+}
+
+/// The wall-clock times a record's relative times are read against.
+#[derive(Debug, Clone, Copy)]
+struct Times {
+    created_unix_ms: u64,
+    now_unix_ms: u64,
+}
+
+fn media_to_wire(media: &CallMedia, created_unix_ms: u64, age: Duration) -> Vec<wire::MediaStream> {
     media
         .streams
         .iter()
         .enumerate()
         .map(|(i, stream)| {
             let sending = media.sending.get(i).copied().unwrap_or_default();
+            let [toward_caller, toward_server] = media.outbound.get(i).copied().unwrap_or_default();
+            let continuity = |record: Option<OutboundRecord>| {
+                record.map(|r| continuity_to_wire(&r, created_unix_ms, age))
+            };
             wire::MediaStream {
                 index: u32::from(stream.index),
                 clock_rate: stream.clock_rate,
-                caller: Some(endpoint_to_wire(&stream.caller, sending[0])),
-                server: Some(endpoint_to_wire(&stream.server, sending[1])),
+                caller: Some(wire::Endpoint {
+                    outbound: continuity(toward_caller),
+                    ..endpoint_to_wire(&stream.caller, sending[0])
+                }),
+                server: Some(wire::Endpoint {
+                    outbound: continuity(toward_server),
+                    ..endpoint_to_wire(&stream.server, sending[1])
+                }),
             }
         })
         .collect()
 }
 
-fn media_from_wire(key: u64, streams: &[wire::MediaStream]) -> Result<CallMedia, ConvertError> {
+fn media_from_wire(
+    key: u64,
+    streams: &[wire::MediaStream],
+    times: Times,
+) -> Result<CallMedia, ConvertError> {
     let mut media = CallMedia::default();
+    let mut outbound = Vec::with_capacity(streams.len());
     for stream in streams {
         let endpoint = |endpoint: &Option<wire::Endpoint>, side| match endpoint {
-            Some(endpoint) => endpoint_from_wire(key, endpoint),
+            Some(endpoint) => endpoint_from_wire(key, endpoint, times),
             None => Err(ConvertError::MissingEndpoint {
                 key,
                 index: stream.index,
                 side,
             }),
         };
-        let (caller, caller_sends) = endpoint(&stream.caller, "caller")?;
-        let (server, server_sends) = endpoint(&stream.server, "server")?;
+        let (caller, caller_sends, toward_caller) = endpoint(&stream.caller, "caller")?;
+        let (server, server_sends, toward_server) = endpoint(&stream.server, "server")?;
+        outbound.push([toward_caller, toward_server]);
         let index = u16::try_from(stream.index).map_err(|_| ConvertError::BadStreamIndex {
             key,
             index: stream.index,
@@ -375,6 +442,9 @@ fn media_from_wire(key: u64, streams: &[wire::MediaStream]) -> Result<CallMedia,
         });
         media.sending.push([caller_sends, server_sends]);
     }
+    if outbound.iter().flatten().any(Option::is_some) {
+        media.outbound = outbound;
+    }
     Ok(media)
 }
 
@@ -386,14 +456,78 @@ fn endpoint_to_wire(endpoint: &EndpointPlan, sending: bool) -> wire::Endpoint {
         remote_rtcp: text(endpoint.remote_rtcp),
         rtcp_mux: endpoint.rtcp_mux,
         sending,
-        ..wire::Endpoint::default()
+        latched_rtp: text(endpoint.latched_rtp),
+        latched_rtcp: text(endpoint.latched_rtcp),
+        outbound: None,
     }
 }
+
+fn continuity_to_wire(
+    record: &OutboundRecord,
+    created_unix_ms: u64,
+    age: Duration,
+) -> wire::Continuity {
+    wire::Continuity {
+        started: true,
+        ssrc: record.ssrc,
+        sequence: u32::from(record.last_sequence),
+        timestamp: record.last_timestamp,
+        sent_ago_us: micros(age.saturating_sub(record.sent_at)),
+        sent_unix_ms: created_unix_ms.saturating_add(millis(record.sent_at)),
+        source: record.source.map(|source| wire::SourceMapping {
+            ssrc: source.inbound_ssrc,
+            sequence_offset: u32::from(source.sequence_offset),
+            timestamp_offset: source.timestamp_offset,
+        }),
+    }
+}
+
+fn continuity_from_wire(
+    key: u64,
+    continuity: &wire::Continuity,
+    times: Times,
+) -> Result<Option<OutboundRecord>, ConvertError> {
+    if !continuity.started {
+        return Ok(None);
+    }
+    let u16_field = |field, value: u32| {
+        u16::try_from(value).map_err(|_| ConvertError::OutOfRange {
+            key,
+            field,
+            value: u64::from(value),
+        })
+    };
+    let sent_unix_ms = match continuity.sent_unix_ms {
+        0 => times
+            .now_unix_ms
+            .saturating_sub(continuity.sent_ago_us / 1000),
+        at => at,
+    };
+    let source = match &continuity.source {
+        Some(source) => Some(SourceSnapshot {
+            inbound_ssrc: source.ssrc,
+            sequence_offset: u16_field("sequence offset", source.sequence_offset)?,
+            timestamp_offset: source.timestamp_offset,
+        }),
+        None => None,
+    };
+    Ok(Some(OutboundRecord {
+        ssrc: continuity.ssrc,
+        last_sequence: u16_field("sequence", continuity.sequence)?,
+        last_timestamp: continuity.timestamp,
+        sent_at: Duration::from_millis(sent_unix_ms.saturating_sub(times.created_unix_ms)),
+        source,
+    }))
+}
+
+/// An endpoint, whether its side sends, and the stream toward it.
+type WireEndpoint = (EndpointPlan, bool, Option<OutboundRecord>);
 
 fn endpoint_from_wire(
     key: u64,
     endpoint: &wire::Endpoint,
-) -> Result<(EndpointPlan, bool), ConvertError> {
+    times: Times,
+) -> Result<WireEndpoint, ConvertError> {
     let local = u16::try_from(endpoint.relay_rtp_port)
         .ok()
         .and_then(PortPair::from_rtp)
@@ -408,14 +542,22 @@ fn endpoint_from_wire(
             parse_addr(key, field, text).map(Some)
         }
     };
+    let outbound = match &endpoint.outbound {
+        Some(continuity) => continuity_from_wire(key, continuity, times)?,
+        None => None,
+    };
     Ok((
         EndpointPlan {
             local,
             remote_rtp: optional("remote_rtp", &endpoint.remote_rtp)?,
             remote_rtcp: optional("remote_rtcp", &endpoint.remote_rtcp)?,
             rtcp_mux: endpoint.rtcp_mux,
+            latched_rtp: optional("latched_rtp", &endpoint.latched_rtp)?,
+            latched_rtcp: optional("latched_rtcp", &endpoint.latched_rtcp)?,
+            outbound: None,
         },
         endpoint.sending,
+        outbound,
     ))
 }
 

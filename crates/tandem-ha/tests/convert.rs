@@ -10,9 +10,10 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 use support::sample_call;
 use tandem_core::call::{CallState, Leg};
-use tandem_core::media::CallMedia;
+use tandem_core::media::{CallMedia, OutboundRecord, VersionTrack};
 use tandem_core::{CallSnapshot, Peer, ReplicaSnapshot, ReplicationChange};
 use tandem_ha::convert::*;
+use tandem_media::continuity::SourceSnapshot;
 use tandem_media::ports::PortPair;
 use tandem_media::session::{EndpointPlan, StreamPlan};
 use tandem_proto::replication::v1 as wire;
@@ -70,39 +71,86 @@ fn endpoint() -> impl Strategy<Value = EndpointPlan> {
         proptest::option::of(socket_addr()),
         proptest::option::of(socket_addr()),
         any::<bool>(),
+        proptest::option::of(socket_addr()),
+        proptest::option::of(socket_addr()),
     )
-        .prop_map(|(half, remote_rtp, remote_rtcp, rtcp_mux)| EndpointPlan {
-            local: PortPair::from_rtp(half * 2).unwrap(),
-            remote_rtp,
-            remote_rtcp,
-            rtcp_mux,
-        })
+        .prop_map(
+            |(half, remote_rtp, remote_rtcp, rtcp_mux, latched_rtp, latched_rtcp)| EndpointPlan {
+                local: PortPair::from_rtp(half * 2).unwrap(),
+                remote_rtp,
+                remote_rtcp,
+                rtcp_mux,
+                latched_rtp,
+                latched_rtcp,
+                outbound: None,
+            },
+        )
+}
+
+/// An outbound stream record; its send time in whole milliseconds of the call's life, as the
+/// wire carries it.
+fn outbound_record() -> impl Strategy<Value = OutboundRecord> {
+    (
+        (any::<u32>(), any::<u16>(), any::<u32>(), 0u64..10_000_000),
+        proptest::option::of((any::<u32>(), any::<u16>(), any::<u32>())),
+    )
+        .prop_map(
+            |((ssrc, last_sequence, last_timestamp, sent_ms), source)| OutboundRecord {
+                ssrc,
+                last_sequence,
+                last_timestamp,
+                sent_at: Duration::from_millis(sent_ms),
+                source: source.map(|(inbound_ssrc, sequence_offset, timestamp_offset)| {
+                    SourceSnapshot {
+                        inbound_ssrc,
+                        sequence_offset,
+                        timestamp_offset,
+                    }
+                }),
+            },
+        )
 }
 
 fn media() -> impl Strategy<Value = CallMedia> {
-    proptest::collection::vec(
-        (
-            any::<u16>(),
-            any::<u32>(),
-            endpoint(),
-            endpoint(),
-            any::<[bool; 2]>(),
+    let outbound = || proptest::option::of(outbound_record());
+    (
+        proptest::collection::vec(
+            (
+                any::<u16>(),
+                any::<u32>(),
+                endpoint(),
+                endpoint(),
+                any::<[bool; 2]>(),
+                [outbound(), outbound()],
+            ),
+            0..4,
         ),
-        0..4,
+        [
+            proptest::option::of(any::<(u64, u64)>()),
+            proptest::option::of(any::<(u64, u64)>()),
+        ],
     )
-    .prop_map(|streams| CallMedia {
-        sending: streams.iter().map(|s| s.4).collect(),
-        streams: streams
-            .into_iter()
-            .map(|(index, clock_rate, caller, server, _)| StreamPlan {
-                index,
-                clock_rate,
-                caller,
-                server,
-            })
-            .collect(),
-        ..CallMedia::default()
-    })
+        .prop_map(|(streams, versions)| {
+            let outbound: Vec<_> = streams.iter().map(|s| s.5).collect();
+            CallMedia {
+                sending: streams.iter().map(|s| s.4).collect(),
+                // Canonical form: empty while no stream has a record.
+                outbound: match outbound.iter().flatten().any(Option::is_some) {
+                    true => outbound,
+                    false => Vec::new(),
+                },
+                streams: streams
+                    .into_iter()
+                    .map(|(index, clock_rate, caller, server, _, _)| StreamPlan {
+                        index,
+                        clock_rate,
+                        caller,
+                        server,
+                    })
+                    .collect(),
+                versions: versions.map(VersionTrack::from_last),
+            }
+        })
 }
 
 fn call() -> impl Strategy<Value = CallSnapshot> {
@@ -309,4 +357,83 @@ fn removals_and_server_health_round_trip() {
         change: Some(wire::delta::Change::Agent(wire::AgentState::default())),
     };
     assert_eq!(change_from_delta(&agent, NOW_UNIX_MS).unwrap(), None);
+}
+
+#[test]
+fn latched_sources_versions_and_outbound_streams_travel_on_the_record() {
+    let mut call = sample_call(3, Duration::from_secs(100));
+    let natted: SocketAddr = "198.51.100.7:61000".parse().unwrap();
+    call.media.streams[0].caller.latched_rtp = Some(natted);
+    call.media.versions[0] = VersionTrack::from_last(Some((5, 7)));
+    call.media.outbound = vec![[
+        Some(OutboundRecord {
+            ssrc: 0x1111,
+            last_sequence: 905,
+            last_timestamp: 144_800,
+            sent_at: Duration::from_secs(40),
+            source: Some(SourceSnapshot {
+                inbound_ssrc: 0x2222,
+                sequence_offset: 400,
+                timestamp_offset: 8000,
+            }),
+        }),
+        None,
+    ]];
+    let record = call_to_record(&call, NOW_UNIX_MS);
+    let caller = record.media[0].caller.as_ref().unwrap();
+    assert_eq!(caller.latched_rtp, "198.51.100.7:61000");
+    let continuity = caller.outbound.as_ref().unwrap();
+    assert!(continuity.started);
+    assert_eq!(continuity.sent_ago_us, 60_000_000);
+    assert_eq!(continuity.sent_unix_ms, NOW_UNIX_MS - 60_000);
+    assert_eq!(continuity.source.as_ref().unwrap().ssrc, 0x2222);
+    assert_eq!(record.media[0].server.as_ref().unwrap().outbound, None);
+    let version = record.caller_sdp_version.as_ref().unwrap();
+    assert_eq!(
+        (version.known, version.received, version.sent),
+        (true, 5, 7)
+    );
+    assert_eq!(record.server_sdp_version, None);
+    // Read back later: the send time stays where it was in the call's life.
+    let back = call_from_record(&record, NOW_UNIX_MS + 5_000).unwrap();
+    assert_eq!(back.age, Duration::from_secs(105));
+    assert_eq!(back.media.outbound, call.media.outbound);
+    assert_eq!(back.media.streams[0].caller.latched_rtp, Some(natted));
+    assert_eq!(back.media.versions, call.media.versions);
+}
+
+#[test]
+fn damaged_continuity_is_an_error() {
+    let mut call = sample_call(4, Duration::from_secs(10));
+    call.media.outbound = vec![[
+        None,
+        Some(OutboundRecord {
+            ssrc: 1,
+            last_sequence: 1,
+            last_timestamp: 1,
+            sent_at: Duration::ZERO,
+            source: None,
+        }),
+    ]];
+    let mut record = call_to_record(&call, NOW_UNIX_MS);
+    let server = record.media[0].server.as_mut().unwrap();
+    server.outbound.as_mut().unwrap().sequence = 70_000;
+    assert_eq!(
+        call_from_record(&record, NOW_UNIX_MS),
+        Err(ConvertError::OutOfRange {
+            key: 4,
+            field: "sequence",
+            value: 70_000
+        })
+    );
+    let server = record.media[0].server.as_mut().unwrap();
+    server.outbound = None;
+    server.latched_rtcp = "nowhere".to_owned();
+    assert!(matches!(
+        call_from_record(&record, NOW_UNIX_MS),
+        Err(ConvertError::BadAddress {
+            field: "latched_rtcp",
+            ..
+        })
+    ));
 }

@@ -234,7 +234,7 @@ struct LastSent {
 }
 
 /// Replicable state of an [`OutboundStream`]: plain values, no [`Instant`], so a standby can rebuild the
-/// stream with [`OutboundStream::resume`] and carry on where the active one stopped.
+/// stream with [`OutboundStream::restore`] and carry on where the active one stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StreamSnapshot {
     /// The SSRC the receiver knows.
@@ -245,7 +245,25 @@ pub struct StreamSnapshot {
     pub last_timestamp: u32,
     /// Wall time between sending the newest packet and taking the snapshot.
     pub since_last_sent: Duration,
+    /// How the inbound source relayed at the time maps onto the stream.
+    pub source: Option<SourceSnapshot>,
 }
+
+/// How one inbound source maps onto an outbound stream, as plain values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SourceSnapshot {
+    /// The source's SSRC.
+    pub inbound_ssrc: u32,
+    /// Outbound sequence = inbound sequence + this (mod 2^16).
+    pub sequence_offset: u16,
+    /// Outbound timestamp = inbound timestamp + this (mod 2^32).
+    pub timestamp_offset: u32,
+}
+
+/// The packet interval [`OutboundStream::restore`] assumes to estimate how many packets went out
+/// since a snapshot: 20 ms, the usual telephony packetisation (RFC 3551 §4.5). A longer real
+/// interval only makes the sequence jump further forward, which receivers take as loss.
+pub const ASSUMED_PACKET_INTERVAL: Duration = Duration::from_millis(20);
 
 /// One outbound RTP stream (per leg and direction): the SSRC Tandem presents and the mapping from the
 /// current inbound source onto it.
@@ -254,6 +272,9 @@ pub struct OutboundStream {
     config: ContinuityConfig,
     outbound_ssrc: Option<u32>,
     source: Option<SourceMapping>,
+    /// A mapping replicated from another node, taken up by the first packet if it comes from that
+    /// source.
+    restored: Option<SourceSnapshot>,
     last_sent: Option<LastSent>,
 }
 
@@ -264,18 +285,21 @@ impl OutboundStream {
             config,
             outbound_ssrc: None,
             source: None,
+            restored: None,
             last_sent: None,
         }
     }
 
-    /// Rebuilds a stream from a [`StreamSnapshot`] taken elsewhere. The next packet, whatever its source,
-    /// starts a new mapping that continues the snapshot's sequence and timestamp.
+    /// Rebuilds a stream from a [`StreamSnapshot`] taken on the same node (a change of clock rate).
+    /// The next packet, whatever its source, starts a new mapping that continues the snapshot's
+    /// sequence and timestamp.
     pub fn resume(config: ContinuityConfig, snapshot: StreamSnapshot, now: Instant) -> Self {
         let at = now.checked_sub(snapshot.since_last_sent).unwrap_or(now);
         Self {
             config,
             outbound_ssrc: Some(snapshot.outbound_ssrc),
             source: None,
+            restored: None,
             last_sent: Some(LastSent {
                 sequence: snapshot.last_sequence,
                 timestamp: snapshot.last_timestamp,
@@ -284,14 +308,46 @@ impl OutboundStream {
         }
     }
 
+    /// Rebuilds a stream that another node sent, from its replicated [`StreamSnapshot`] (a node
+    /// taking a call over). The receiver keeps the snapshot's SSRC:
+    ///
+    /// * the first packet from the snapshot's source takes its mapping up unchanged — the stream
+    ///   goes on exactly as the other node would have sent it (no marker, no jump);
+    /// * a packet from any other source starts a new mapping after the newest packet the stream is
+    ///   estimated to have sent by `now`: the snapshot's timestamp advanced by the wall time since
+    ///   (`since_last_sent`), its sequence by one packet per [`ASSUMED_PACKET_INTERVAL`] of it. Time
+    ///   in which nothing was sent (the takeover itself) shows as a forward jump, i.e. as loss.
+    pub fn restore(config: ContinuityConfig, snapshot: StreamSnapshot, now: Instant) -> Self {
+        let elapsed = snapshot.since_last_sent;
+        Self {
+            config,
+            outbound_ssrc: Some(snapshot.outbound_ssrc),
+            source: None,
+            restored: snapshot.source,
+            last_sent: Some(LastSent {
+                sequence: snapshot.last_sequence.wrapping_add(packets_in(elapsed)),
+                timestamp: snapshot
+                    .last_timestamp
+                    .wrapping_add(clock_ticks(elapsed, config.clock_rate)),
+                at: now,
+            }),
+        }
+    }
+
     /// The state to replicate, or `None` before the first packet.
     pub fn snapshot(&self, now: Instant) -> Option<StreamSnapshot> {
         let last = self.last_sent?;
+        let source = self.source.map(|source| SourceSnapshot {
+            inbound_ssrc: source.ssrc,
+            sequence_offset: source.sequence_offset,
+            timestamp_offset: source.timestamp_offset,
+        });
         Some(StreamSnapshot {
             outbound_ssrc: self.outbound_ssrc?,
             last_sequence: last.sequence,
             last_timestamp: last.timestamp,
             since_last_sent: now.saturating_duration_since(last.at),
+            source: source.or(self.restored),
         })
     }
 
@@ -335,7 +391,9 @@ impl OutboundStream {
     /// Maps the header fields of one inbound packet onto the outbound stream.
     pub fn rewrite(&mut self, now: Instant, fields: &mut RtpHeaderFields) -> Rewrite {
         let outbound_ssrc = *self.outbound_ssrc.get_or_insert(fields.ssrc);
+        let taken_up = self.source.is_none() && self.take_up_restored(fields);
         let outcome = match self.source {
+            Some(_) if taken_up => Rewrite::Continued,
             None if self.last_sent.is_none() => {
                 self.source = Some(SourceMapping {
                     ssrc: fields.ssrc,
@@ -373,6 +431,27 @@ impl OutboundStream {
         }
         self.record_sent(now, fields);
         outcome
+    }
+
+    /// The first packet after [`OutboundStream::restore`]: if it comes from the replicated source,
+    /// that mapping becomes current, and the estimated newest packet gives way to what this packet
+    /// really is. Either way the replicated mapping is used up. Returns whether it was taken up.
+    fn take_up_restored(&mut self, fields: &RtpHeaderFields) -> bool {
+        let Some(restored) = self.restored.take() else {
+            return false;
+        };
+        if restored.inbound_ssrc != fields.ssrc {
+            return false;
+        }
+        self.source = Some(SourceMapping {
+            ssrc: fields.ssrc,
+            anchor_sequence: fields.sequence,
+            highest_sequence: fields.sequence,
+            sequence_offset: restored.sequence_offset,
+            timestamp_offset: restored.timestamp_offset,
+        });
+        self.last_sent = None;
+        true
     }
 
     /// Where an inbound sequence number of the current source stands.
@@ -445,6 +524,14 @@ enum SequenceStep {
     BeforeAnchor,
     /// Too far from what was seen: the source restarted its sequence.
     Restart,
+}
+
+/// Packets sent in `elapsed` at one per [`ASSUMED_PACKET_INTERVAL`], rounded up, modulo 2^16.
+fn packets_in(elapsed: Duration) -> u16 {
+    let packets = elapsed
+        .as_nanos()
+        .div_ceil(ASSUMED_PACKET_INTERVAL.as_nanos());
+    (packets % (1u128 << 16)) as u16
 }
 
 /// `elapsed × clock_rate`, in RTP timestamp units modulo 2^32.

@@ -99,6 +99,8 @@ pub struct Latch {
     signalled: SocketAddr,
     policy: LatchPolicy,
     latched: Option<Latched>,
+    /// Where to send until a source latches, other than the signalled address ([`Latch::presume`]).
+    presumed: Option<SocketAddr>,
     counters: LatchCounters,
 }
 
@@ -109,7 +111,19 @@ impl Latch {
             signalled,
             policy,
             latched: None,
+            presumed: None,
             counters: LatchCounters::default(),
+        }
+    }
+
+    /// Sends toward `source` until a packet latches: a source learned elsewhere (by the node that
+    /// carried the call before an HA takeover) and presumed still valid, such as a caller's address
+    /// behind NAT that differs from its SDP. It admits nothing by itself: the first accepted packet
+    /// latches as usual, from whatever source. Ignored when a source is already latched or when
+    /// `source`'s IP is not allowed by the policy.
+    pub fn presume(&mut self, source: SocketAddr) {
+        if self.latched.is_none() && self.ip_allowed(source.ip()) {
+            self.presumed = Some(source);
         }
     }
 
@@ -178,12 +192,17 @@ impl Latch {
     pub fn resignal(&mut self, signalled: SocketAddr) {
         self.signalled = signalled;
         self.latched = None;
+        self.presumed = None;
     }
 
-    /// Where Tandem sends toward this leg: the latched source, else the signalled address.
+    /// Where Tandem sends toward this leg: the latched source, else the presumed one, else the
+    /// signalled address.
     pub fn destination(&self) -> SocketAddr {
-        self.latched
-            .map_or(self.signalled, |latched| latched.source)
+        match (self.latched, self.presumed) {
+            (Some(latched), _) => latched.source,
+            (None, Some(presumed)) => presumed,
+            (None, None) => self.signalled,
+        }
     }
 
     /// The address the leg signalled in its SDP.

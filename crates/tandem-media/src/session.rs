@@ -7,6 +7,7 @@
 //! A packet that arrives on one side's pair leaves from the other side's pair toward that side's
 //! peer.
 
+use crate::continuity::StreamSnapshot;
 use crate::ports::PortPair;
 use std::net::SocketAddr;
 
@@ -54,6 +55,34 @@ pub struct EndpointPlan {
     pub remote_rtcp: Option<SocketAddr>,
     /// The side offered or accepted `a=rtcp-mux`: RTP and RTCP share the RTP port.
     pub rtcp_mux: bool,
+    /// The RTP source the relay latched on for this side ([`MediaEvent::Latched`]), `None` before
+    /// the first packet and after a change of `remote_rtp`. An endpoint the relay creates sends
+    /// toward it from the start, before any packet arrives, rather than toward `remote_rtp`: a node
+    /// that takes a call over keeps reaching a caller behind NAT. The relay's own latch wins over
+    /// it once packets flow.
+    pub latched_rtp: Option<SocketAddr>,
+    /// The same for RTCP on the RTCP port (with rtcp-mux, RTCP follows `latched_rtp`).
+    pub latched_rtcp: Option<SocketAddr>,
+    /// The RTP stream Tandem sent toward this side, as another node left it
+    /// ([`MediaEvent::Outbound`], `since_last_sent` counted up to the plan's making). An endpoint
+    /// the relay creates resumes it (`OutboundStream::restore`): same SSRC toward the side,
+    /// sequence and timestamp carried on. Ignored by an endpoint that already exists.
+    pub outbound: Option<StreamSnapshot>,
+}
+
+impl EndpointPlan {
+    /// An endpoint on `local` that nothing is known about yet.
+    pub fn unsignalled(local: PortPair) -> EndpointPlan {
+        EndpointPlan {
+            local,
+            remote_rtp: None,
+            remote_rtcp: None,
+            rtcp_mux: false,
+            latched_rtp: None,
+            latched_rtcp: None,
+            outbound: None,
+        }
+    }
 }
 
 /// One media section relayed between the two sides.
@@ -132,6 +161,22 @@ pub enum MediaEvent {
         index: u16,
         /// The learned source.
         source: SocketAddr,
+        /// It is the latch of the RTCP port (else of the RTP port, which RTCP follows with
+        /// rtcp-mux).
+        rtcp: bool,
+    },
+    /// The RTP stream Tandem sends toward `side` started mapping a new source (a switch of media
+    /// server, a source that restarted): the state a standby needs to keep that stream continuous.
+    /// Sent on such changes only, never per packet.
+    Outbound {
+        /// The call.
+        call: CallKey,
+        /// The side the stream goes to.
+        side: MediaSide,
+        /// The stream's m-line index.
+        index: u16,
+        /// The stream, as of the moment the event was made.
+        stream: StreamSnapshot,
     },
     /// A relay port could not be bound; the stream cannot carry media.
     BindFailed {

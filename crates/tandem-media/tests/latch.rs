@@ -173,3 +173,38 @@ fn ipv4_mapped_source_matches_the_ipv4_signalled_address() {
     let soon = t0 + Duration::from_millis(20);
     assert_eq!(latch.admit(soon, plain), Ok(LatchEvent::Same));
 }
+
+#[test]
+fn a_presumed_source_is_sent_to_until_a_packet_latches() {
+    let t0 = Instant::now();
+    let mut latch = Latch::new(addr(SIGNALLED), policy());
+    let natted = addr("203.0.113.10:61234");
+    latch.presume(natted);
+    assert_eq!(latch.destination(), natted);
+    assert_eq!(latch.latched(), None);
+    // The presumption admits nothing by itself: the first packet latches, whatever its port.
+    let other = addr("203.0.113.10:61300");
+    assert_eq!(latch.admit(t0, other), Ok(LatchEvent::Latched(other)));
+    assert_eq!(latch.destination(), other);
+    // A latched leg ignores presumptions; resignalling forgets them.
+    latch.presume(natted);
+    assert_eq!(latch.destination(), other);
+    latch.resignal(addr("203.0.113.10:5000"));
+    assert_eq!(latch.destination(), addr("203.0.113.10:5000"));
+}
+
+#[test]
+fn a_presumed_source_from_a_disallowed_ip_is_ignored() {
+    let mut latch = Latch::new(addr(SIGNALLED), policy());
+    latch.presume(addr("198.51.100.1:4000"));
+    assert_eq!(latch.destination(), addr(SIGNALLED));
+    let mut open = Latch::new(
+        addr(SIGNALLED),
+        LatchPolicy {
+            accept_any_ip: true,
+            ..policy()
+        },
+    );
+    open.presume(addr("198.51.100.1:4000"));
+    assert_eq!(open.destination(), addr("198.51.100.1:4000"));
+}

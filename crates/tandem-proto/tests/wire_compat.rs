@@ -10,7 +10,7 @@ use prost::Message;
 use std::path::PathBuf;
 use tandem_proto::replication::v1::{
     active_message, delta, standby_message, ActiveMessage, CallRecord, Continuity, Delta, Endpoint,
-    Heartbeat, Hello, Leg, MediaStream, SnapshotChunk, StandbyMessage,
+    Heartbeat, Hello, Leg, MediaStream, SdpVersion, SnapshotChunk, SourceMapping, StandbyMessage,
 };
 
 fn fixture(name: &str) -> PathBuf {
@@ -56,6 +56,7 @@ fn sample_call() -> CallRecord {
             sequence: 4321,
             timestamp: 160_000,
             sent_ago_us: 20_000,
+            ..Continuity::default()
         }),
     };
     CallRecord {
@@ -121,6 +122,42 @@ fn a_v1_snapshot_and_hello_decode() {
     };
     let bytes = load("v1-standby-hello.bin", &hello);
     assert_eq!(StandbyMessage::decode(bytes.as_slice()).unwrap(), hello);
+}
+
+#[test]
+fn a_call_delta_with_a_switched_stream_and_sdp_versions_decodes() {
+    // Continuity fields 6 and 7 (send time, source mapping) came after the first fixtures.
+    let mut call = sample_call();
+    let endpoint = call.media[0].caller.as_mut().unwrap();
+    endpoint.latched_rtp = "198.51.100.7:61000".into();
+    endpoint.latched_rtcp = "198.51.100.7:61001".into();
+    endpoint.outbound = Some(Continuity {
+        started: true,
+        ssrc: 0x1111,
+        sequence: 905,
+        timestamp: 144_800,
+        sent_ago_us: 60_000_000,
+        sent_unix_ms: 1_795_000_040_000,
+        source: Some(SourceMapping {
+            ssrc: 0x2222,
+            sequence_offset: 400,
+            timestamp_offset: 8000,
+        }),
+    });
+    call.caller_sdp_version = Some(SdpVersion {
+        known: true,
+        received: 5,
+        sent: 7,
+    });
+    let fresh = ActiveMessage {
+        kind: Some(active_message::Kind::Delta(Delta {
+            epoch: 4,
+            seq: 2002,
+            change: Some(delta::Change::Call(call)),
+        })),
+    };
+    let bytes = load("v1-active-delta-call-continuity.bin", &fresh);
+    assert_eq!(ActiveMessage::decode(bytes.as_slice()).unwrap(), fresh);
 }
 
 #[test]

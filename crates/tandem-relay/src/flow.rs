@@ -20,7 +20,8 @@ use std::net::SocketAddr;
 use std::num::NonZeroU32;
 use std::time::Instant;
 use tandem_media::continuity::{
-    rewrite_rtcp_ssrcs, ContinuityConfig, OutboundStream, RtpHeaderFields, RTP_FIXED_HEADER_LEN,
+    rewrite_rtcp_ssrcs, ContinuityConfig, OutboundStream, Rewrite, RtpHeaderFields, StreamSnapshot,
+    RTP_FIXED_HEADER_LEN,
 };
 use tandem_media::latch::{Latch, LatchEvent, LatchPolicy};
 use tandem_media::session::EndpointPlan;
@@ -67,13 +68,15 @@ pub(crate) enum Action {
     Drop(DropCause),
 }
 
-/// The verdict on one packet, and the source the receiving side's RTP latch moved to, if it did.
+/// The verdict on one packet, and what it changed that the core must hear of.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Outcome {
     /// Forward or drop.
     pub(crate) action: Action,
-    /// The RTP latch (re)latched to this source on this packet.
-    pub(crate) latched: Option<SocketAddr>,
+    /// The latch of this port of the receiving side (re)latched to this source on this packet.
+    pub(crate) latched: Option<(Port, SocketAddr)>,
+    /// The other side's outbound stream started mapping a new source on this packet.
+    pub(crate) reanchored: bool,
 }
 
 /// Per-side packet counts, plain fields updated per packet.
@@ -127,7 +130,10 @@ impl SideFlow {
             remote_rtcp: None,
             rtp_latch: None,
             rtcp_latch: None,
-            outbound: OutboundStream::new(continuity(clock_rate)),
+            outbound: match plan.outbound {
+                Some(snapshot) => OutboundStream::restore(continuity(clock_rate), snapshot, now),
+                None => OutboundStream::new(continuity(clock_rate)),
+            },
             stats: StreamStats::new(clock(clock_rate), now),
             counters: SideCounters::default(),
             last_activity: now,
@@ -167,6 +173,16 @@ impl SideFlow {
         }
         self.remote_rtp = plan.remote_rtp;
         self.remote_rtcp = rtcp;
+        // Sources latched elsewhere (the node that carried the call before): sent to until a
+        // packet latches. A latch that already follows a source ignores them.
+        for (latch, source) in [
+            (&mut self.rtp_latch, plan.latched_rtp),
+            (&mut self.rtcp_latch, plan.latched_rtcp),
+        ] {
+            if let (Some(latch), Some(source)) = (latch.as_mut(), source) {
+                latch.presume(source);
+            }
+        }
     }
 
     /// Where RTP toward this side goes.
@@ -214,13 +230,18 @@ impl SideFlow {
         &self.stats
     }
 
+    /// The RTP stream sent toward this side, for a standby; `None` before its first packet.
+    pub(crate) fn outbound_snapshot(&self, now: Instant) -> Option<StreamSnapshot> {
+        self.outbound.snapshot(now)
+    }
+
     /// Runs the latch of `port` on a packet from `source`.
     fn admit(
         &mut self,
         port: Port,
         source: SocketAddr,
         now: Instant,
-    ) -> Result<Option<SocketAddr>, ()> {
+    ) -> Result<Option<(Port, SocketAddr)>, ()> {
         let policy = self.policy;
         let latch = match port {
             Port::Rtp => &mut self.rtp_latch,
@@ -235,9 +256,7 @@ impl SideFlow {
         };
         match latch.admit(now, source) {
             Ok(LatchEvent::Same) => Ok(None),
-            Ok(LatchEvent::Latched(to) | LatchEvent::Relatched { to, .. }) => {
-                Ok((port == Port::Rtp).then_some(to))
-            }
+            Ok(LatchEvent::Latched(to) | LatchEvent::Relatched { to, .. }) => Ok(Some((port, to))),
             Err(_) => Err(()),
         }
     }
@@ -260,17 +279,22 @@ pub(crate) fn forward(
             return Outcome {
                 action: Action::Drop(DropCause::Stray),
                 latched: None,
+                reanchored: false,
             };
         }
     };
     from.last_activity = from.last_activity.max(now);
     from.last_packet = Some(now);
-    let action = match classify(port, packet) {
-        None => Action::Drop(DropCause::Malformed),
-        Some(Port::Rtcp) => forward_rtcp(from, to, packet),
+    let (action, reanchored) = match classify(port, packet) {
+        None => (Action::Drop(DropCause::Malformed), false),
+        Some(Port::Rtcp) => (forward_rtcp(from, to, packet), false),
         Some(Port::Rtp) => forward_rtp(from, to, now, packet),
     };
-    Outcome { action, latched }
+    Outcome {
+        action,
+        latched,
+        reanchored,
+    }
 }
 
 /// RTP or RTCP by RFC 5761 §4, or `None` for a packet that is neither.
@@ -289,25 +313,34 @@ fn classify(port: Port, packet: &[u8]) -> Option<Port> {
     }
 }
 
-fn forward_rtp(from: &mut SideFlow, to: &mut SideFlow, now: Instant, packet: &mut [u8]) -> Action {
+/// An RTP packet: where it goes, and whether `to`'s outbound stream started mapping a new source.
+fn forward_rtp(
+    from: &mut SideFlow,
+    to: &mut SideFlow,
+    now: Instant,
+    packet: &mut [u8],
+) -> (Action, bool) {
     let Ok(fields) = RtpHeaderFields::read(packet) else {
-        return Action::Drop(DropCause::Malformed);
+        return (Action::Drop(DropCause::Malformed), false);
     };
     from.counters.packets_received += 1;
     from.counters.bytes_received += packet.len() as u64;
     from.stats
         .on_packet(now, fields.sequence, fields.timestamp, payload_len(packet));
     let Some(destination) = to.rtp_destination() else {
-        return Action::Drop(DropCause::NoDestination);
+        return (Action::Drop(DropCause::NoDestination), false);
     };
     match to.outbound.rewrite_packet(now, packet) {
-        Ok(rewrite) if rewrite.forward() => Action::Forward {
-            port: Port::Rtp,
-            destination,
-            rtcp: false,
-        },
-        Ok(_) => Action::Drop(DropCause::Stale),
-        Err(_) => Action::Drop(DropCause::Malformed),
+        Ok(rewrite) if rewrite.forward() => (
+            Action::Forward {
+                port: Port::Rtp,
+                destination,
+                rtcp: false,
+            },
+            rewrite == Rewrite::Reanchored,
+        ),
+        Ok(_) => (Action::Drop(DropCause::Stale), false),
+        Err(_) => (Action::Drop(DropCause::Malformed), false),
     }
 }
 

@@ -19,6 +19,7 @@ fn endpoint(remote: Option<&str>, mux: bool) -> EndpointPlan {
             false => SocketAddr::new(rtp.ip(), rtp.port() + 1),
         }),
         rtcp_mux: mux,
+        ..EndpointPlan::unsignalled(PortPair::from_rtp(30000).unwrap())
     }
 }
 
@@ -75,7 +76,8 @@ fn rtp_from_the_signalled_source_goes_to_the_other_side_unchanged() {
         now,
         &mut packet,
     );
-    assert_eq!(outcome.latched, Some(addr("10.0.0.1:4000")));
+    assert_eq!(outcome.latched, Some((Port::Rtp, addr("10.0.0.1:4000"))));
+    assert!(!outcome.reanchored);
     assert_eq!(
         outcome.action,
         Action::Forward {
@@ -128,7 +130,7 @@ fn an_unsignalled_side_latches_only_when_any_ip_is_accepted() {
 
     let mut open = SideFlow::new(&endpoint(None, false), ANY_IP, 8000, now);
     let outcome = forward(&mut open, &mut server, Port::Rtp, source, now, &mut packet);
-    assert_eq!(outcome.latched, Some(source));
+    assert_eq!(outcome.latched, Some((Port::Rtp, source)));
     assert!(open.has_destination());
     assert_eq!(open.latched(), Some(source));
 }
@@ -212,7 +214,11 @@ fn a_new_server_source_continues_the_callers_stream_and_rtcp_follows() {
     let new = addr("10.0.0.3:7000");
     let mut packet = rtp(0x2222, 9000, 555_555);
     let outcome = forward(&mut server, &mut caller, Port::Rtp, new, later, &mut packet);
-    assert_eq!(outcome.latched, Some(new));
+    assert_eq!(outcome.latched, Some((Port::Rtp, new)));
+    assert!(
+        outcome.reanchored,
+        "the caller's stream now maps another source"
+    );
     assert!(matches!(outcome.action, Action::Forward { .. }));
     assert_eq!(be32(&packet, 8), 0x1111);
     assert_eq!(u16::from_be_bytes([packet[2], packet[3]]), 105);
@@ -300,6 +306,112 @@ fn payload_length_skips_csrcs_extension_and_padding() {
     packet.extend_from_slice(&[0, 0, 3]); // padding
     assert_eq!(payload_len(&packet), 10);
     assert_eq!(payload_len(&[0xbf, 0, 0]), 0);
+}
+
+#[test]
+fn a_side_created_with_latched_sources_is_reached_there_before_it_sends() {
+    let now = Instant::now();
+    // A caller behind NAT: its SDP says 10.0.0.1:4000, the node before latched :61000 / :61001.
+    let plan = EndpointPlan {
+        latched_rtp: Some(addr("10.0.0.1:61000")),
+        latched_rtcp: Some(addr("10.0.0.1:61001")),
+        ..endpoint(Some("10.0.0.1:4000"), false)
+    };
+    let mut caller = SideFlow::new(&plan, ANY_IP, 8000, now);
+    let mut server = SideFlow::new(&endpoint(Some("10.0.0.2:6000"), false), STRICT, 8000, now);
+    let server_source = addr("10.0.0.2:6000");
+    let mut packet = rtp(7, 1, 1);
+    let outcome = forward(
+        &mut server,
+        &mut caller,
+        Port::Rtp,
+        server_source,
+        now,
+        &mut packet,
+    );
+    assert_eq!(
+        outcome.action,
+        Action::Forward {
+            port: Port::Rtp,
+            destination: addr("10.0.0.1:61000"),
+            rtcp: false
+        }
+    );
+    let mut report = receiver_report(7, 8);
+    let outcome = forward(
+        &mut server,
+        &mut caller,
+        Port::Rtcp,
+        addr("10.0.0.2:6001"),
+        now,
+        &mut report,
+    );
+    assert_eq!(outcome.latched, Some((Port::Rtcp, addr("10.0.0.2:6001"))));
+    assert_eq!(
+        outcome.action,
+        Action::Forward {
+            port: Port::Rtcp,
+            destination: addr("10.0.0.1:61001"),
+            rtcp: true
+        }
+    );
+    // The caller's first packet latches as usual; the report is what the relay learned.
+    let mut packet = rtp(9, 1, 1);
+    let outcome = forward(
+        &mut caller,
+        &mut server,
+        Port::Rtp,
+        addr("10.0.0.1:61000"),
+        now,
+        &mut packet,
+    );
+    assert_eq!(outcome.latched, Some((Port::Rtp, addr("10.0.0.1:61000"))));
+    assert_eq!(caller.latched(), Some(addr("10.0.0.1:61000")));
+}
+
+#[test]
+fn a_side_created_with_an_outbound_stream_carries_it_on() {
+    let start = Instant::now();
+    let (mut caller, mut server) = pair(start);
+    let source = addr("10.0.0.2:6000");
+    // The stream toward the caller switched from SSRC 0x1111 to 0x2222 on this node.
+    for (i, ssrc) in [(0u16, 0x1111), (1, 0x1111), (2, 0x2222), (3, 0x2222)] {
+        let mut packet = rtp(ssrc, 100 * i, 160 * u32::from(i));
+        let at = start + Duration::from_millis(20 * u64::from(i));
+        let outcome = forward(&mut server, &mut caller, Port::Rtp, source, at, &mut packet);
+        assert_eq!(outcome.reanchored, i == 2);
+    }
+    let at = start + Duration::from_millis(80);
+    let snapshot = caller.outbound_snapshot(at).unwrap();
+    let mut expected = rtp(0x2222, 301, 4 * 160);
+    forward(
+        &mut server,
+        &mut caller,
+        Port::Rtp,
+        source,
+        at,
+        &mut expected,
+    );
+
+    // Another node creates the caller side from the replicated plan.
+    let plan = EndpointPlan {
+        outbound: Some(snapshot),
+        ..endpoint(Some("10.0.0.1:4000"), false)
+    };
+    let mut taken_over = SideFlow::new(&plan, STRICT, 8000, at);
+    let (_, mut server) = pair(at);
+    let mut packet = rtp(0x2222, 301, 4 * 160);
+    let outcome = forward(
+        &mut server,
+        &mut taken_over,
+        Port::Rtp,
+        source,
+        at,
+        &mut packet,
+    );
+    assert!(!outcome.reanchored);
+    assert_eq!(packet, expected);
+    assert_eq!(be32(&packet, 8), 0x1111);
 }
 
 proptest! {

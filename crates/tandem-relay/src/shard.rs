@@ -367,14 +367,32 @@ fn relay_batch(
             continue;
         };
         let outcome = flow::forward(from, to, port, source, now, packet);
-        if let Some(source) = outcome.latched {
+        if let Some((latched_port, source)) = outcome.latched {
             let side = SIDES[side & 1];
-            tracing::debug!(call = *call, index = *index, side = side.as_str(), %source, "media source latched");
+            let rtcp = latched_port == Port::Rtcp;
+            tracing::debug!(call = *call, index = *index, side = side.as_str(), %source, rtcp, "media source latched");
             sink.send(MediaEvent::Latched {
                 call: *call,
                 side,
                 index: *index,
                 source,
+                rtcp,
+            });
+        }
+        let reanchored = outcome.reanchored.then(|| to.outbound_snapshot(now));
+        if let Some(stream) = reanchored.flatten() {
+            let (side, ssrc) = (SIDES[1 - (side & 1)], stream.outbound_ssrc);
+            tracing::debug!(
+                call = *call,
+                side = side.as_str(),
+                ssrc,
+                "outbound stream remapped"
+            );
+            sink.send(MediaEvent::Outbound {
+                call: *call,
+                side,
+                index: *index,
+                stream,
             });
         }
         match outcome.action {

@@ -159,7 +159,8 @@ fn a_caller_behind_nat_is_latched_and_answered_at_its_real_port() {
             call: 3,
             side: MediaSide::Caller,
             index: 0,
-            source: at(base + 20)
+            source: at(base + 20),
+            rtcp: false,
         }
     );
 

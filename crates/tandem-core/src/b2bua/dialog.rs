@@ -60,7 +60,7 @@ impl Core {
             }
             return;
         }
-        let body = self.anchor_body(key, side, &msg);
+        let body = self.anchor_body(now, key, side, &msg);
         if let Anchored::Exhausted = body {
             self.respond_simple(now, tx, &msg, 503, "Service Unavailable");
             return;
@@ -154,7 +154,7 @@ impl Core {
             _ => Transport::Udp,
         };
         let body = if code < 300 {
-            self.anchor_body(key, to_side, &msg)
+            self.anchor_body(now, key, to_side, &msg)
         } else {
             Anchored::Keep
         };
@@ -231,7 +231,7 @@ impl Core {
             return;
         };
         // A late offer's answer rides on the ACK.
-        let anchored = self.anchor_body(key, side, msg);
+        let anchored = self.anchor_body(now, key, side, msg);
         let Some(call) = self.calls.get_mut(&key) else {
             return;
         };

@@ -6,6 +6,7 @@ use crate::call::{CallKey, Side};
 use crate::media::AnchorError;
 use bytes::Bytes;
 use std::time::Instant;
+use tandem_media::continuity::StreamSnapshot;
 use tandem_media::session::{MediaCommand, MediaEvent, MediaSide};
 use tandem_sip::Message;
 
@@ -49,7 +50,13 @@ fn has_sdp(msg: &Message) -> bool {
 
 impl Core {
     /// The body of `msg`, sent by `from` on call `key`, anchored for the other side.
-    pub(super) fn anchor_body(&mut self, key: CallKey, from: Side, msg: &Message) -> Anchored {
+    pub(super) fn anchor_body(
+        &mut self,
+        now: Instant,
+        key: CallKey,
+        from: Side,
+        msg: &Message,
+    ) -> Anchored {
         let Some(anchor) = self.media.as_mut() else {
             return Anchored::Keep;
         };
@@ -62,7 +69,8 @@ impl Core {
         let result = anchor.anchor(&mut call.media, media_side(from), &msg.body());
         match result {
             Ok(body) => {
-                anchor.apply(key, &call.caller.call_id, &call.media);
+                let age = now.saturating_duration_since(call.created);
+                anchor.apply(key, &call.caller.call_id, &call.media, age);
                 body.map_or(Anchored::Keep, Anchored::Replace)
             }
             Err(AnchorError::PortsExhausted) => {
@@ -116,16 +124,60 @@ impl Core {
                 side,
                 index,
                 source,
-            } => {
-                if let Some(c) = self.calls.get(&call) {
-                    tracing::debug!(call_id = %c.caller.call_id, side = side.as_str(), index, %source, "media source latched");
-                }
-            }
+                rtcp,
+            } => self.on_media_latched(now, call, side, index, source, rtcp),
+            MediaEvent::Outbound {
+                call,
+                side,
+                index,
+                stream,
+            } => self.on_outbound_remapped(now, call, side, index, &stream),
             MediaEvent::BindFailed { call, port, error } => {
                 self.metrics.media_bind_failures += 1;
                 let call_id = self.calls.get(&call).map(|c| c.caller.call_id.clone());
                 tracing::error!(call_id = call_id.as_deref().unwrap_or("-"), port, %error, "relay port could not be bound");
             }
+        }
+    }
+
+    /// The relay latched `side` of stream `index` on `source`: kept with the call's media, so a
+    /// node that takes the call over sends there from its first packet (one change for the
+    /// standby per latch, none when the source is the one already known).
+    fn on_media_latched(
+        &mut self,
+        now: Instant,
+        call: CallKey,
+        side: MediaSide,
+        index: u16,
+        source: std::net::SocketAddr,
+        rtcp: bool,
+    ) {
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        tracing::debug!(call_id = %c.caller.call_id, side = side.as_str(), index, %source, rtcp, "media source latched");
+        if c.media.record_latch(index, side, rtcp, source) {
+            self.replicate_call(now, call);
+        }
+    }
+
+    /// The stream Tandem sends toward `side` of stream `index` follows a new source: kept with the
+    /// call's media for the standby.
+    fn on_outbound_remapped(
+        &mut self,
+        now: Instant,
+        call: CallKey,
+        side: MediaSide,
+        index: u16,
+        stream: &StreamSnapshot,
+    ) {
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        let age = now.saturating_duration_since(c.created);
+        let record = crate::media::OutboundRecord::from_report(stream, age);
+        if c.media.record_outbound(index, side, record) {
+            self.replicate_call(now, call);
         }
     }
 

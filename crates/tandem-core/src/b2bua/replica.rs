@@ -180,7 +180,7 @@ impl Core {
                 if let Err(error) = anchor.reserve(&record.media) {
                     tracing::error!(call_id = %record.caller.call_id, %error, "restored call's relay ports are taken");
                 }
-                anchor.apply(key, &record.caller.call_id, &record.media);
+                anchor.apply(key, &record.caller.call_id, &record.media, record.age);
             }
             self.dialogs
                 .insert(record.caller.local_tag.clone(), (key, Side::Caller));

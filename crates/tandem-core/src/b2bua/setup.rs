@@ -79,7 +79,7 @@ impl Core {
             .calls
             .get(&key)
             .and_then(|c| c.initial_invite.clone())
-            .map(|invite| self.anchor_body(key, Side::Caller, &invite));
+            .map(|invite| self.anchor_body(now, key, Side::Caller, &invite));
         match offer {
             Some(Anchored::Exhausted) => {
                 self.reject_caller(now, key, 503, "Service Unavailable", "media-ports");
@@ -345,7 +345,7 @@ impl Core {
             return;
         };
         let body = if code < 300 {
-            self.anchor_body(key, Side::Server, &msg)
+            self.anchor_body(now, key, Side::Server, &msg)
         } else {
             Anchored::Keep
         };

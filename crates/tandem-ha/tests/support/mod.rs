@@ -51,6 +51,9 @@ pub fn sample_call(key: u64, age: Duration) -> CallSnapshot {
         remote_rtp: Some(addr(remote)),
         remote_rtcp: None,
         rtcp_mux: (n & 1) == 0,
+        latched_rtp: None,
+        latched_rtcp: None,
+        outbound: None,
     };
     CallSnapshot {
         key,

@@ -248,14 +248,15 @@ pub struct Endpoint {
     #[prost(message, optional, tag = "8")]
     pub outbound: ::core::option::Option<Continuity>,
 }
-/// What keeps the RTP stream toward one side continuous across a change of node or source.
+/// What keeps the RTP stream toward one side continuous across a change of node or source. Sent
+/// once the stream switched source (before that it is a passthrough a new node rebuilds by itself).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct Continuity {
     #[prost(bool, tag = "1")]
     pub started: bool,
     #[prost(uint32, tag = "2")]
     pub ssrc: u32,
-    /// Last sequence number and timestamp sent.
+    /// Last sequence number and timestamp sent (when the stream last switched source).
     #[prost(uint32, tag = "3")]
     pub sequence: u32,
     #[prost(uint32, tag = "4")]
@@ -263,6 +264,26 @@ pub struct Continuity {
     /// How long before the record was taken the last packet left, in microseconds.
     #[prost(uint64, tag = "5")]
     pub sent_ago_us: u64,
+    /// When that packet left, sender's wall clock, Unix milliseconds (0: unknown; readers then count
+    /// `sent_ago_us` back from the time they read the record). A new node advances the stream from
+    /// here by the wall time since.
+    #[prost(uint64, tag = "6")]
+    pub sent_unix_ms: u64,
+    /// The source relayed at the time and how it maps onto the stream: a new node that receives the
+    /// same source carries the stream on unchanged.
+    #[prost(message, optional, tag = "7")]
+    pub source: ::core::option::Option<SourceMapping>,
+}
+/// Outbound = inbound + offset (sequence modulo 2^16, timestamp modulo 2^32).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct SourceMapping {
+    /// The inbound source's SSRC.
+    #[prost(uint32, tag = "1")]
+    pub ssrc: u32,
+    #[prost(uint32, tag = "2")]
+    pub sequence_offset: u32,
+    #[prost(uint32, tag = "3")]
+    pub timestamp_offset: u32,
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct ServerHealth {

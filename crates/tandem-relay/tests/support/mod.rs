@@ -122,6 +122,7 @@ pub fn endpoint(local: u16, remote: Option<SocketAddr>, rtcp_mux: bool) -> Endpo
             false => SocketAddr::new(rtp.ip(), rtp.port() + 1),
         }),
         rtcp_mux,
+        ..EndpointPlan::unsignalled(PortPair::from_rtp(local).unwrap())
     }
 }
 
