@@ -11,8 +11,10 @@
 //! root with `enable_script_security`: it disables a script that a non-root user could change (the
 //! file or a folder on its path writable by others, sticky /tmp excepted), which
 //! [`Keepalived::start`] reports as an error.
-use crate::netns::{Node, Topology, SERVICE_DEV};
+use crate::netns::{HaOptions, Node, NsTandem, Topology, SERVICE_DEV};
 use crate::process::{file_tail, wait_for, ChildGuard};
+use crate::tandem::{tandem_binary, TandemConfig};
+use crate::workdir::workspace_root;
 use anyhow::{bail, ensure, Context, Result};
 use std::fmt::Write as _;
 use std::net::Ipv4Addr;
@@ -275,6 +277,59 @@ impl Keepalived {
             file_tail(self.guard.stdout_log(), 15).replace('\n', "\n      ")
         )
     }
+}
+
+impl Topology {
+    /// Starts Tandem in a tandem node as one of an HA pair whose VIP keepalived moves: as
+    /// [`Topology::start_ha_tandem`], with `[ha.vip] owner = "keepalived"` (Tandem neither adds
+    /// nor removes the VIP and never promotes itself; the notify script of [`tandem_notify`] makes
+    /// it follow keepalived).
+    pub fn start_keepalived_tandem(
+        &self,
+        node: Node,
+        config: TandemConfig,
+        ha: &HaOptions,
+        dir: &Path,
+    ) -> Result<NsTandem> {
+        let ha_toml = self.ha_toml(node, ha)?;
+        let (ha_table, _) = ha_toml
+            .split_once("[ha.vip]")
+            .context("the harness's [ha] tables no longer have [ha.vip]")?;
+        let text = format!(
+            "{}\n{ha_table}[ha.vip]\nowner = \"keepalived\"\naddress = \"{}\"\n",
+            config.to_toml(),
+            self.vip()
+        );
+        self.start_tandem_with(node, config, text, dir)
+    }
+}
+
+/// Where [`tandem_notify`] has the notify script log what it did.
+pub fn notify_log(dir: &Path, node: Node) -> PathBuf {
+    dir.join(format!("notify-{node}.log"))
+}
+
+/// The `notify` command line that makes `tandem` follow keepalived: the repository's
+/// `scripts/keepalived-notify.sh` asking `tandem`'s admin gRPC address with the `tandemctl` beside
+/// the Tandem binary, its state in `<dir>/notify-state-<node>/` and its log in [`notify_log`].
+pub fn tandem_notify(tandem: &NsTandem, dir: &Path) -> Result<String> {
+    let script = workspace_root().join("scripts/keepalived-notify.sh");
+    ensure!(script.is_file(), "no {}", script.display());
+    let tandemctl = tandem_binary()?.with_file_name("tandemctl");
+    ensure!(
+        tandemctl.is_file(),
+        "no {}: build it (cargo build --release -p tandemctl)",
+        tandemctl.display()
+    );
+    let node = tandem.node();
+    Ok(format!(
+        "{} --addr {} --tandemctl {} --state-dir {} --log {}",
+        script.display(),
+        tandem.config().admin_grpc,
+        tandemctl.display(),
+        dir.join(format!("notify-state-{node}")).display(),
+        notify_log(dir, node).display()
+    ))
 }
 
 /// The first line `keepalived --version` prints (e.g. "Keepalived v2.2.7 (01/16,2022)").

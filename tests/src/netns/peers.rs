@@ -151,7 +151,9 @@ impl Topology {
         ))
     }
 
-    fn start_tandem_with(
+    /// Starts Tandem in `node` with the config file `text` (`config` gives its addresses),
+    /// config and logs in `<dir>/tandem-<node>/`; waits until it has bound its SIP address.
+    pub(crate) fn start_tandem_with(
         &self,
         node: Node,
         config: TandemConfig,
