@@ -232,7 +232,7 @@ impl Shard {
             })
             .collect();
         for slot in previous {
-            self.streams.close(registry, slot);
+            self.streams.close(slot);
         }
         for (wanted, existing) in plan.streams.iter().zip(matched) {
             let result = match existing {
@@ -264,9 +264,8 @@ impl Shard {
         let Some(removed) = self.calls.remove(&call) else {
             return;
         };
-        let registry = self.poll.registry();
         for slot in removed.streams {
-            self.streams.close(registry, slot);
+            self.streams.close(slot);
         }
         tracing::debug!(call, call_id = %removed.call_id, "media session removed");
     }

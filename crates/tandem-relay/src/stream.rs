@@ -187,12 +187,11 @@ impl Streams {
             let endpoint: &EndpointPlan = plan.endpoint(side);
             let i = side_index(side);
             if stream.ports[i].local != endpoint.local {
-                let old = &mut stream.ports[i];
-                deregister(registry, old);
+                // The old sockets close when replaced (see `close`).
                 match bind_side(registry, address, endpoint.local, slot, i) {
                     Ok(fresh) => stream.ports[i] = fresh,
                     Err(error) => {
-                        self.close(registry, slot);
+                        self.close(slot);
                         return Err(error);
                     }
                 }
@@ -203,13 +202,14 @@ impl Streams {
     }
 
     /// Closes the stream in `slot`: its ports are free again when this returns.
-    pub(crate) fn close(&mut self, registry: &Registry, slot: usize) {
-        let Some(mut stream) = self.slots.get_mut(slot).and_then(Option::take) else {
+    ///
+    /// The sockets are closed without deregistering them first: closing a descriptor nobody else
+    /// holds removes it from the epoll set, and commands run between poll rounds, so no event of
+    /// the old sockets is pending (two `epoll_ctl` calls fewer per side on every call's end).
+    pub(crate) fn close(&mut self, slot: usize) {
+        let Some(stream) = self.slots.get_mut(slot).and_then(Option::take) else {
             return;
         };
-        for ports in &mut stream.ports {
-            deregister(registry, ports);
-        }
         drop(stream);
         self.free.push(slot);
         self.live -= 1;
@@ -244,7 +244,9 @@ fn bind_side(
 ) -> Result<SidePorts, BindError> {
     let (rtp, rtp_sender) = bind_rtp(address, local.rtp())?;
     let mut rtp = UdpSocket::from_std(rtp);
-    let mut rtcp = UdpSocket::from_std(bind(address, local.rtcp(), false)?.into());
+    // RTCP is a packet every few seconds: the default buffers hold plenty.
+    let rtcp = bind(address, local.rtcp(), Buffers::DEFAULT, false)?;
+    let mut rtcp = UdpSocket::from_std(rtcp.into());
     let register = |socket: &mut UdpSocket, port: Port, number: u16| {
         registry
             .register(socket, token(slot, side, port), Interest::READABLE)
@@ -254,10 +256,8 @@ fn bind_side(
             })
     };
     register(&mut rtp, Port::Rtp, local.rtp())?;
-    if let Err(error) = register(&mut rtcp, Port::Rtcp, local.rtcp()) {
-        let _ = registry.deregister(&mut rtp);
-        return Err(error);
-    }
+    // On failure the sockets close here, which also takes `rtp` off the poll.
+    register(&mut rtcp, Port::Rtcp, local.rtcp())?;
     Ok(SidePorts {
         local,
         rtp,
@@ -275,42 +275,73 @@ fn bind_rtp(
     address: IpAddr,
     port: u16,
 ) -> Result<(std::net::UdpSocket, Option<std::net::UdpSocket>), BindError> {
-    let receiver = bind(address, port, false)?;
+    let receiver = bind(address, port, Buffers::RECEIVE, false)?;
     let sender = sys::set_reuse_port(&receiver, true)
         .ok()
-        .and_then(|()| bind(address, port, true).ok())
+        .and_then(|()| bind(address, port, Buffers::SEND, true).ok())
         .filter(|sender| sys::steer_to_first(sender).is_ok());
     match &sender {
         // It never reads: keep what it could queue (broadcasts) small.
         Some(sender) => drop(sender.set_recv_buffer_size(0)),
-        // Without a steered group (or once the sender is closed) the port is the receiver's alone.
-        None => drop(sys::set_reuse_port(&receiver, false)),
+        // Without a steered group (or once the sender is closed) the port is the receiver's alone,
+        // and the receiver sends too.
+        None => {
+            let _ = sys::set_reuse_port(&receiver, false);
+            let _ = receiver.set_send_buffer_size(SOCKET_BUFFER);
+        }
     }
     Ok((receiver.into(), sender.map(Into::into)))
 }
 
-/// A non-blocking UDP socket on `address:port` with large buffers, without SO_REUSEADDR, with
-/// SO_REUSEPORT when `reuse_port`.
-fn bind(address: IpAddr, port: u16, reuse_port: bool) -> Result<Socket, BindError> {
+/// Which of a socket's buffers are enlarged to [`SOCKET_BUFFER`].
+#[derive(Debug, Clone, Copy)]
+struct Buffers {
+    receive: bool,
+    send: bool,
+}
+
+impl Buffers {
+    const DEFAULT: Buffers = Buffers {
+        receive: false,
+        send: false,
+    };
+    const RECEIVE: Buffers = Buffers {
+        receive: true,
+        send: false,
+    };
+    const SEND: Buffers = Buffers {
+        receive: false,
+        send: true,
+    };
+}
+
+/// A non-blocking UDP socket on `address:port`, with the `buffers` asked for enlarged, with
+/// SO_REUSEPORT when `reuse_port` (never SO_REUSEADDR, off by default). Every call's setup runs
+/// this four times per side, so it makes only the system calls it needs: the socket is created
+/// non-blocking and close-on-exec in one.
+fn bind(
+    address: IpAddr,
+    port: u16,
+    buffers: Buffers,
+    reuse_port: bool,
+) -> Result<Socket, BindError> {
     let fail = |error| BindError { port, error };
     let local = SocketAddr::new(address, port);
+    let kind = Type::from(libc::SOCK_DGRAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC);
     let socket =
-        Socket::new(Domain::for_address(local), Type::DGRAM, Some(Protocol::UDP)).map_err(fail)?;
-    socket.set_reuse_address(false).map_err(fail)?;
+        Socket::new_raw(Domain::for_address(local), kind, Some(Protocol::UDP)).map_err(fail)?;
     if reuse_port {
         sys::set_reuse_port(&socket, true).map_err(fail)?;
     }
-    socket.set_nonblocking(true).map_err(fail)?;
     // Best effort: a smaller buffer still works.
-    let _ = socket.set_recv_buffer_size(SOCKET_BUFFER);
-    let _ = socket.set_send_buffer_size(SOCKET_BUFFER);
+    if buffers.receive {
+        let _ = socket.set_recv_buffer_size(SOCKET_BUFFER);
+    }
+    if buffers.send {
+        let _ = socket.set_send_buffer_size(SOCKET_BUFFER);
+    }
     socket.bind(&local.into()).map_err(fail)?;
     Ok(socket)
-}
-
-fn deregister(registry: &Registry, ports: &mut SidePorts) {
-    let _ = registry.deregister(&mut ports.rtp);
-    let _ = registry.deregister(&mut ports.rtcp);
 }
 
 #[cfg(test)]
@@ -357,7 +388,7 @@ mod tests {
     fn a_port_held_with_so_reuseport_is_not_shared() {
         // Port 42602.
         let ip: IpAddr = [127, 0, 0, 1].into();
-        let _holder = bind(ip, 42602, true).unwrap();
+        let _holder = bind(ip, 42602, Buffers::DEFAULT, true).unwrap();
         assert!(bind_rtp(ip, 42602).is_err());
     }
 
