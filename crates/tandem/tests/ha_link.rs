@@ -404,3 +404,27 @@ async fn sip_probe_reports_a_silent_peer_after_the_timeout_having_asked_twice() 
         "one retransmission of the same request"
     );
 }
+
+#[tokio::test]
+async fn sip_probe_reports_a_refusing_peer_without_waiting_for_the_timeout() {
+    // A UDP port nobody holds: the kernel answers ICMP port unreachable (a killed peer whose host
+    // is still up), twice, and the probe reports the peer gone well before its timeout.
+    let socket = std::net::UdpSocket::bind(loopback(0)).unwrap();
+    let refusing = socket.local_addr().unwrap();
+    drop(socket);
+    let nowhere = closed_port().await;
+    let mut node = Node::start(nowhere, refusing, 8, 8).await;
+
+    let probe_timeout = Duration::from_secs(5);
+    let started = Instant::now();
+    node.link.probe_peer_sip(probe_timeout);
+    assert!(matches!(
+        node.next_within(probe_timeout).await,
+        LinkEvent::PeerSipAlive(false)
+    ));
+    assert!(
+        started.elapsed() < probe_timeout / 2,
+        "{:?}",
+        started.elapsed()
+    );
+}

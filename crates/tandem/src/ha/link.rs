@@ -711,9 +711,16 @@ async fn probe_sip(peer: SocketAddr, timeout: Duration) -> io::Result<bool> {
                     return Ok(true);
                 }
             }
-            // ICMP port unreachable: no answer this time; a restarting peer may still answer.
+            // ICMP port unreachable: the peer's host is up but nothing takes SIP there (a killed
+            // process). Asked again at once; refused twice, the peer is gone without waiting for
+            // the timeout (a powered-off host answers nothing and still takes the timeout).
             Ok(Err(error)) if error.kind() == io::ErrorKind::ConnectionRefused => {
-                debug!(%peer, "SIP probe refused");
+                debug!(%peer, retransmitted, "SIP probe refused");
+                if retransmitted {
+                    return Ok(false);
+                }
+                socket.send(&request).await?;
+                retransmitted = true;
             }
             Ok(Err(error)) => return Err(error),
             Err(_) if retransmitted => return Ok(false),
