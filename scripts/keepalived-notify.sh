@@ -35,9 +35,12 @@
 set -u
 
 # keepalived starts one process per notify and they may run out of order (BACKUP then MASTER a
-# moment apart): each notify notes when it started, and one that gets the lock after a later one
-# has acted does nothing.
-started=$(date +%s%N)
+# moment apart): each notify notes when it started (centiseconds since boot, immune to clock
+# steps; with the boot id, as the state folder may outlive a reboot), and one that gets the lock
+# after a later one has acted does nothing.
+boot=$(cat /proc/sys/kernel/random/boot_id 2>/dev/null || echo unknown)
+read -r uptime _ </proc/uptime
+started="${uptime%.*}${uptime#*.}"
 
 addr="${TANDEM_ADMIN:-127.0.0.1:9091}"
 tandemctl="tandemctl"
@@ -117,12 +120,13 @@ type="$1"
 name="$2"
 state="$3"
 flock -w 10 9 || log "waited 10 s for the lock; going on"
-latest=$(cat "$state_dir/started" 2>/dev/null)
-if [ -n "$latest" ] && [ "$started" -lt "$latest" ]; then
+latest_boot="" latest=""
+read -r latest_boot latest 2>/dev/null <"$state_dir/started"
+if [ "$latest_boot" = "$boot" ] && [ -n "$latest" ] && [ "$started" -lt "$latest" ]; then
     log "$type $name $state: a later notify ($(cat "$state_dir/state" 2>/dev/null)) has acted; nothing done"
     exit 0
 fi
-printf '%s\n' "$started" >"$state_dir/started"
+printf '%s %s\n' "$boot" "$started" >"$state_dir/started"
 printf '%s\n' "$state" >"$state_dir/state.tmp" && mv "$state_dir/state.tmp" "$state_dir/state"
 
 case "$state" in
