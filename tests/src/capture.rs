@@ -125,7 +125,7 @@ impl RtpFlows {
     /// and IPv6). A record cut short at the end of the file (still being written) is ignored.
     pub fn from_pcap(pcap: &[u8]) -> RtpFlows {
         let mut flows = RtpFlows::default();
-        for_each_datagram(pcap, |source, destination, payload| {
+        for_each_datagram(pcap, |_, source, destination, payload| {
             if is_rtp(payload) {
                 *flows.packets.entry((source, destination)).or_default() += 1;
             }
@@ -192,17 +192,25 @@ fn is_rtp(payload: &[u8]) -> bool {
     payload.len() >= 12 && payload[0] >> 6 == 2 && !(192..=223).contains(&payload[1])
 }
 
-/// Calls `each(source, destination, udp_payload)` for every UDP datagram in a pcap file (Ethernet
-/// link type, as tcpdump writes for `lo`).
-fn for_each_datagram(pcap: &[u8], mut each: impl FnMut(SocketAddr, SocketAddr, &[u8])) {
+/// Calls `each(time, source, destination, udp_payload)` for every UDP datagram in a pcap file
+/// (Ethernet link type, as tcpdump writes for `lo` and veth interfaces); `time` is the capture
+/// time in Unix seconds. A record cut short at the end (still being written) is skipped.
+pub(crate) fn for_each_datagram(
+    pcap: &[u8],
+    mut each: impl FnMut(f64, SocketAddr, SocketAddr, &[u8]),
+) {
     let Some(magic) = pcap.get(..4) else {
         return;
     };
-    let little_endian = match magic {
-        [0xd4, 0xc3, 0xb2, 0xa1] | [0x4d, 0x3c, 0xb2, 0xa1] => true,
-        [0xa1, 0xb2, 0xc3, 0xd4] | [0xa1, 0xb2, 0x3c, 0x4d] => false,
+    // (little endian, fraction of a second in nanoseconds rather than microseconds)
+    let (little_endian, nanos) = match magic {
+        [0xd4, 0xc3, 0xb2, 0xa1] => (true, false),
+        [0x4d, 0x3c, 0xb2, 0xa1] => (true, true),
+        [0xa1, 0xb2, 0xc3, 0xd4] => (false, false),
+        [0xa1, 0xb2, 0x3c, 0x4d] => (false, true),
         _ => return,
     };
+    let fraction = if nanos { 1e-9 } else { 1e-6 };
     let read_u32 = |b: &[u8]| {
         let bytes = [b[0], b[1], b[2], b[3]];
         if little_endian {
@@ -219,7 +227,9 @@ fn for_each_datagram(pcap: &[u8], mut each: impl FnMut(SocketAddr, SocketAddr, &
         };
         at += 16 + captured;
         if let Some((source, destination, payload)) = udp_datagram(frame) {
-            each(source, destination, payload);
+            let time = f64::from(read_u32(&record_header[..4]))
+                + f64::from(read_u32(&record_header[4..8])) * fraction;
+            each(time, source, destination, payload);
         }
     }
 }
@@ -305,6 +315,19 @@ mod tests {
             pcap.extend(f);
         }
         pcap
+    }
+
+    #[test]
+    fn datagrams_carry_their_capture_time() {
+        let mut file = pcap(&[ipv4_frame(16000, 10000, &RTP)]);
+        file[24..32].copy_from_slice(&[0x10, 0, 0, 0, 0x20, 0xa1, 0x07, 0]); // 16 s + 500,000 us
+        let mut seen = Vec::new();
+        for_each_datagram(&file, |time, source, _, _| seen.push((time, source.port())));
+        assert_eq!(seen, [(16.5, 16000)]);
+        file[..4].copy_from_slice(&[0x4d, 0x3c, 0xb2, 0xa1]); // the same fraction in nanoseconds
+        seen.clear();
+        for_each_datagram(&file, |time, _, _, _| seen.push((time, 0)));
+        assert!((seen[0].0 - 16.0005).abs() < 1e-9);
     }
 
     #[test]

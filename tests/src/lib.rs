@@ -11,6 +11,7 @@
 pub mod asterisk;
 pub mod capture;
 pub mod flows;
+pub mod ha_calls;
 pub mod kamailio;
 pub mod keepalived;
 pub mod media;
