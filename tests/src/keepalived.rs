@@ -27,6 +27,9 @@ use std::time::{Duration, Instant};
 /// as the second argument of a generic `notify` script).
 pub const INSTANCE: &str = "tandem";
 
+/// The name of the health check in the generated config ([`KeepalivedConfig::check`]).
+pub const CHECK: &str = "tandem_check";
+
 /// How long keepalived may take to enter its first state.
 const START_DEADLINE: Duration = Duration::from_secs(5);
 
@@ -57,6 +60,10 @@ pub struct KeepalivedConfig {
     /// Command line run on every change, with the arguments `INSTANCE <name> <STATE> <priority>`
     /// appended by keepalived (`notify`).
     pub notify: Option<String>,
+    /// Command line of a health check the instance tracks (`vrrp_script` [`CHECK`], every second,
+    /// 3 s timeout): one failure puts the instance in FAULT (it gives the VIP up), one success
+    /// takes it out.
+    pub check: Option<String>,
 }
 
 impl KeepalivedConfig {
@@ -75,6 +82,7 @@ impl KeepalivedConfig {
             notify_backup: None,
             notify_fault: None,
             notify: None,
+            check: None,
         }
     }
 
@@ -87,10 +95,22 @@ impl KeepalivedConfig {
             format!("{}.{:02}", centis / 100, centis % 100)
         };
         let mut text = format!(
-            "global_defs {{\n  router_id {}\n  script_user root\n  enable_script_security\n}}\n\n\
-             vrrp_instance {INSTANCE} {{\n  state BACKUP\n  interface {}\n  virtual_router_id {}\n  \
+            "global_defs {{\n  router_id {}\n  script_user root\n  enable_script_security\n}}\n\n",
+            self.router_id
+        );
+        if let Some(check) = &self.check {
+            let _ = write!(
+                text,
+                "vrrp_script {CHECK} {{\n  script \"{}\"\n  interval 1\n  timeout 3\n  fall 1\n  \
+                 rise 1\n}}\n\n",
+                check.replace('"', "\\\"")
+            );
+        }
+        let _ = write!(
+            text,
+            "vrrp_instance {INSTANCE} {{\n  state BACKUP\n  interface {}\n  virtual_router_id {}\n  \
              priority {}\n  advert_int {advert}\n  version 3\n",
-            self.router_id, self.interface, self.virtual_router_id, self.priority
+            self.interface, self.virtual_router_id, self.priority
         );
         if !self.preempt {
             text.push_str("  nopreempt\n");
@@ -100,6 +120,9 @@ impl KeepalivedConfig {
             "  virtual_ipaddress {{\n    {}/32 dev {}\n  }}\n",
             self.vip, self.interface
         );
+        if self.check.is_some() {
+            let _ = writeln!(text, "  track_script {{\n    {CHECK}\n  }}");
+        }
         let scripts = [
             ("notify_master", &self.notify_master),
             ("notify_backup", &self.notify_backup),
@@ -387,6 +410,7 @@ mod tests {
             notify_backup: None,
             notify_fault: None,
             notify: None,
+            check: None,
         };
         let expected = "global_defs {\n  router_id tandem-a\n  script_user root\n  enable_script_security\n}\n\n\
                         vrrp_instance tandem {\n  state BACKUP\n  interface svc0\n  virtual_router_id 51\n  \
@@ -398,5 +422,15 @@ mod tests {
             ..config
         };
         assert!(slow.to_conf().contains("  advert_int 1\n"));
+        let checked = KeepalivedConfig {
+            check: Some("/x/check.sh --addr 10.9.0.11:9091 check".to_owned()),
+            ..slow
+        }
+        .to_conf();
+        assert!(checked.contains(
+            "}\n\nvrrp_script tandem_check {\n  script \"/x/check.sh --addr 10.9.0.11:9091 check\"\n  \
+             interval 1\n  timeout 3\n  fall 1\n  rise 1\n}\n\nvrrp_instance tandem {\n"
+        ));
+        assert!(checked.contains("  }\n  track_script {\n    tandem_check\n  }\n"));
     }
 }

@@ -21,14 +21,15 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tandem_tests::keepalived::{keepalived_version, notify_log, tandem_notify, INSTANCE};
 use tandem_tests::netns::{namespaces_left, HaOptions, HaStatus, NsSipp, NsTandem, SecondPath};
 use tandem_tests::process::{file_tail, wait_for, ChildGuard};
 use tandem_tests::sipp::Invites;
 use tandem_tests::{
-    need_root, need_tool, Keepalived, KeepalivedConfig, Node, Sipp, TandemConfig, TestDir,
-    Topology, VrrpState,
+    free_port, need_root, need_tool, Keepalived, KeepalivedConfig, Node, Sipp, TandemConfig,
+    TestDir, Topology, VrrpState,
 };
 
 /// Established calls held across the move of the VIP, each with RTP both ways.
@@ -69,10 +70,12 @@ struct Pair<'n> {
     configs: BTreeMap<&'static str, TandemConfig>,
     tandems: BTreeMap<&'static str, NsTandem>,
     keepaliveds: BTreeMap<&'static str, Keepalived>,
+    /// Whether keepalived tracks the notify script's health check.
+    checked: bool,
 }
 
 impl<'n> Pair<'n> {
-    fn new(net: &'n Topology, dir: &Path, server: SocketAddr) -> Pair<'n> {
+    fn new(net: &'n Topology, dir: &Path, server: SocketAddr, checked: bool) -> Pair<'n> {
         let configs = Node::TANDEMS
             .map(|node| {
                 let mut config = net.tandem_config(node, &[server]);
@@ -87,6 +90,7 @@ impl<'n> Pair<'n> {
             configs,
             tandems: BTreeMap::new(),
             keepaliveds: BTreeMap::new(),
+            checked,
         }
     }
 
@@ -106,13 +110,39 @@ impl<'n> Pair<'n> {
         Ok(())
     }
 
-    /// Starts `node`'s keepalived with the notify script that makes its Tandem follow.
+    /// Starts `node`'s keepalived with the notify script that makes its Tandem follow, and with
+    /// the script's health check if `self.checked`.
     fn launch_keepalived(&mut self, node: Node, priority: u8, run: &str) -> Result<()> {
         let mut config = KeepalivedConfig::new(self.net, node, priority);
         config.advert_interval = ADVERT;
-        config.notify = Some(tandem_notify(self.tandem(node), &self.dir)?);
+        let notify = tandem_notify(self.tandem(node), &self.dir)?;
+        config.check = self.checked.then(|| format!("{notify} check"));
+        config.notify = Some(notify);
         let keepalived = Keepalived::start(self.net, node, &config, &self.dir.join(run))?;
         self.keepaliveds.insert(node.name(), keepalived);
+        Ok(())
+    }
+
+    /// Starts both Tandems (neither becomes active by itself), then keepalived in tandem-a
+    /// (which becomes MASTER, and its Tandem active) and in tandem-b; waits until tandem-a is
+    /// active, tandem-b its synced standby, the caller reaches the VIP at tandem-a and tandem-a
+    /// finds the media server up.
+    fn start(&mut self) -> Result<()> {
+        self.launch_tandem(Node::TandemA, "")?;
+        self.launch_tandem(Node::TandemB, "")?;
+        for node in Node::TANDEMS {
+            let status = self.wait(node, secs(10), |s| s.peer_connected)?;
+            ensure!(!status.is_active(), "{node} promoted itself: {status:?}");
+        }
+        self.launch_keepalived(Node::TandemA, PRIORITY_A, "")?;
+        self.keepalived(Node::TandemA)
+            .wait_state(VrrpState::Master, secs(5))?;
+        self.launch_keepalived(Node::TandemB, PRIORITY_B, "")?;
+        self.keepalived(Node::TandemB)
+            .wait_state(VrrpState::Backup, secs(5))?;
+        self.wait_roles(Node::TandemA, 0, secs(10))?;
+        self.net.wait_vip_at(Node::Caller, Node::TandemA, secs(5))?;
+        self.wait_server_up(Node::TandemA, secs(5))?;
         Ok(())
     }
 
@@ -303,6 +333,83 @@ impl Drop for EchoCapture {
     }
 }
 
+/// The tests run one at a time (each runs two Tandems, two keepaliveds, SIPp and tcpdump).
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+/// Runs `body` on a fresh topology (one test at a time), then checks that no namespace is left.
+fn with_topology(
+    test: &str,
+    prefix: &str,
+    body: impl FnOnce(&Topology, &Path) -> Result<()>,
+) -> Result<()> {
+    let _turn = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut dir = TestDir::new(test)?;
+    report(&format!("{test}: {}", keepalived_version()?));
+    let started = Instant::now();
+    let topology = Topology::build(prefix)?;
+    let outcome = body(&topology, dir.path());
+    drop(topology);
+    let left = namespaces_left(prefix)?;
+    ensure!(left.is_empty(), "namespaces left after the test: {left:?}");
+    outcome?;
+    report(&format!("{test}: took {} s", started.elapsed().as_secs()));
+    dir.passed();
+    Ok(())
+}
+
+/// Long calls (ha_uac_echo.xml: RTP for about 14 s, then BYE) from `caller` to the VIP, and a
+/// capture of their echoed RTP; returns once both tandems count them and their RTP is echoed.
+fn echo_calls(pair: &mut Pair<'_>, calls: u32) -> Result<(NsSipp, EchoCapture)> {
+    let (net, dir) = (pair.net, pair.dir.clone());
+    let echo = calls_to_vip(net, "caller", "ha_uac_echo.xml", calls);
+    let media_port = echo.media_port();
+    let caller = net.spawn_sipp(Node::Caller, "caller", echo, &dir)?;
+    let capture = EchoCapture::start(net, &dir, media_port)?;
+    pair.wait_roles(Node::TandemA, u64::from(calls), secs(20))?;
+    capture.wait_calls_after(0.0, calls as usize, secs(10))?;
+    Ok((caller, capture))
+}
+
+/// `calls` new calls to the VIP, all answered and ended with BYE 200.
+fn new_calls_succeed(net: &Topology, dir: &Path, role: &str, calls: u32) -> Result<()> {
+    let sipp = calls_to_vip(net, role, "uac_basic.xml", calls).port(caller_port(net)?);
+    net.spawn_sipp(Node::Caller, role, sipp, dir)?
+        .wait(secs(20))?
+        .check_caller(u64::from(calls))
+        .map_err(anyhow::Error::msg)
+        .with_context(|| format!("{role}: new calls"))
+}
+
+/// A SIP port for another SIPp in `caller`: free on the host (as every SIPp port of the harness)
+/// and used by no socket in the caller's namespace, where the running SIPp already has sockets the
+/// host cannot see.
+fn caller_port(net: &Topology) -> Result<u16> {
+    let output = net.exec(Node::Caller, &["ss", "-H", "-a", "-n", "-u"])?;
+    let sockets = String::from_utf8_lossy(&output.stdout).into_owned();
+    let in_use = |port: u16| {
+        let suffix = format!(":{port}");
+        sockets
+            .lines()
+            .filter_map(|line| line.split_whitespace().nth(3))
+            .any(|local| local.ends_with(&suffix))
+    };
+    (0..100)
+        .map(|_| free_port())
+        .find(|port| !in_use(*port))
+        .with_context(|| format!("no free SIP port in caller:\n{sockets}"))
+}
+
+/// Waits for the echo caller: every one of its `calls` calls ended with its BYE answered 200.
+fn all_calls_ended(caller: NsSipp, calls: u32, pair: &mut Pair<'_>) -> Result<()> {
+    let outcome = caller.wait(secs(40))?;
+    if let Err(failure) = outcome.check_caller(u64::from(calls)) {
+        bail!("{failure}\n{}", pair.describe());
+    }
+    Ok(())
+}
+
 /// keepalived moves the VIP and Tandem follows: the active role goes where keepalived puts the
 /// VIP (first start, `kill -9` of the master node, its return with the higher priority), the
 /// calls keep their RTP and end with BYE 200, new calls work, and the incidents name keepalived.
@@ -312,49 +419,82 @@ fn keepalived_moves_the_vip_and_tandem_follows() -> Result<()> {
     if !ready(test) {
         return Ok(());
     }
-    let mut dir = TestDir::new(test)?;
-    report(&format!("{test}: {}", keepalived_version()?));
-    let started = Instant::now();
-    let topology = Topology::build("ha-ka")?;
-    let outcome = follow_keepalived(&topology, dir.path(), test);
-    drop(topology);
-    let left = namespaces_left("ha-ka")?;
-    ensure!(left.is_empty(), "namespaces left after the test: {left:?}");
-    outcome?;
-    report(&format!("{test}: took {} s", started.elapsed().as_secs()));
-    dir.passed();
-    Ok(())
+    with_topology(test, "ha-ka", |net, dir| {
+        let media = echo_server(net, dir)?;
+        let mut pair = Pair::new(net, dir, media.addr(), false);
+        pair.start()?;
+        follow_keepalived(&mut pair, test)?;
+        media
+            .finish(secs(10))?
+            .check_server(Invites::AtLeast(u64::from(CALLS) + 5))
+            .map_err(anyhow::Error::msg)
+    })
 }
 
-fn follow_keepalived(net: &Topology, dir: &Path, test: &str) -> Result<()> {
-    let media = echo_server(net, dir)?;
-    let mut pair = Pair::new(net, dir, media.addr());
-    pair.launch_tandem(Node::TandemA, "")?;
-    pair.launch_tandem(Node::TandemB, "")?;
-    // both standby and linked: neither promotes itself, not even the preferred one
-    for node in Node::TANDEMS {
-        let status = pair.wait(node, secs(10), |s| s.peer_connected)?;
-        ensure!(!status.is_active(), "{node} promoted itself: {status:?}");
+/// With the notify script's health check tracked by keepalived: `kill -9` of Tandem alone on the
+/// active node, its keepalived left running. The check fails, keepalived there gives the VIP up
+/// (FAULT), tandem-b's keepalived takes it and its Tandem is promoted with every call; the calls
+/// keep their RTP and end with BYE 200, and new calls work.
+#[test]
+fn the_health_check_moves_the_vip_off_a_node_whose_tandem_died() -> Result<()> {
+    let test = "ha_keepalived_check";
+    if !ready(test) {
+        return Ok(());
     }
+    with_topology(test, "ha-kc", |net, dir| {
+        let media = echo_server(net, dir)?;
+        let mut pair = Pair::new(net, dir, media.addr(), true);
+        pair.start()?;
+        let calls = 10;
+        let (caller, capture) = echo_calls(&mut pair, calls)?;
 
-    pair.launch_keepalived(Node::TandemA, PRIORITY_A, "")?;
-    pair.keepalived(Node::TandemA)
-        .wait_state(VrrpState::Master, secs(5))?;
-    pair.launch_keepalived(Node::TandemB, PRIORITY_B, "")?;
-    pair.keepalived(Node::TandemB)
-        .wait_state(VrrpState::Backup, secs(5))?;
-    pair.wait_roles(Node::TandemA, 0, secs(10))?;
-    net.wait_vip_at(Node::Caller, Node::TandemA, secs(5))?;
-    pair.wait_server_up(Node::TandemA, secs(5))?;
+        let kill = unix_now();
+        let killed = Instant::now();
+        pair.tandems
+            .get_mut(Node::TandemA.name())
+            .unwrap()
+            .kill9()?;
+        pair.keepalived(Node::TandemA)
+            .wait_state(VrrpState::Fault, secs(5))?;
+        let fault = killed.elapsed();
+        pair.keepalived(Node::TandemB)
+            .wait_state(VrrpState::Master, secs(5))?;
+        let taken = pair.wait(Node::TandemB, secs(5), HaStatus::is_active)?;
+        let active = killed.elapsed();
+        ensure!(
+            taken.calls == u64::from(calls),
+            "tandem-b carries {} calls, not {calls}",
+            taken.calls
+        );
+        net.wait_vip_at(Node::Caller, Node::TandemB, secs(5))?;
+        ensure!(
+            !net.vip_holders()?.contains(&Node::TandemA),
+            "tandem-a's keepalived kept the VIP in FAULT"
+        );
+        report(&format!(
+            "{test}: kill -9 of Tandem alone on tandem-a: its keepalived in FAULT after {} ms, \
+             tandem-b active (polled) after {} ms with {} calls",
+            fault.as_millis(),
+            active.as_millis(),
+            taken.calls
+        ));
+        capture.wait_calls_after(kill, calls as usize, secs(5))?;
+        pair.wait_server_up(Node::TandemB, secs(5))?;
+        new_calls_succeed(net, dir, "after-takeover", 3)?;
+        all_calls_ended(caller, calls, &mut pair)?;
+        drop(capture);
+        media
+            .finish(secs(10))?
+            .check_server(Invites::AtLeast(u64::from(calls) + 3))
+            .map_err(anyhow::Error::msg)
+    })
+}
 
-    // long calls (ha_uac_echo.xml: RTP for about 14 s, then BYE)
-    let echo = calls_to_vip(net, "caller", "ha_uac_echo.xml", CALLS);
-    let media_port = echo.media_port();
-    let caller = net.spawn_sipp(Node::Caller, "caller", echo, dir)?;
-    let capture = EchoCapture::start(net, dir, media_port)?;
-    pair.wait_roles(Node::TandemA, u64::from(CALLS), secs(20))?;
-    capture.wait_calls_after(0.0, CALLS as usize, secs(10))?;
-
+/// The first test's story once the pair is up: calls, `kill -9` of tandem-a, new calls, the
+/// return of tandem-a and the move back.
+fn follow_keepalived(pair: &mut Pair<'_>, test: &str) -> Result<()> {
+    let (net, dir) = (pair.net, pair.dir.clone());
+    let (caller, capture) = echo_calls(pair, CALLS)?;
     // kill -9 of the master node: Tandem and keepalived at once
     let kill = unix_now();
     let killed = Instant::now();
@@ -396,13 +536,7 @@ fn follow_keepalived(net: &Topology, dir: &Path, test: &str) -> Result<()> {
         probed.as_millis()
     ));
 
-    let short = calls_to_vip(net, "after-takeover", "uac_basic.xml", 5);
-    let short = net.spawn_sipp(Node::Caller, "after-takeover", short, dir)?;
-    short
-        .wait(secs(20))?
-        .check_caller(5)
-        .map_err(anyhow::Error::msg)
-        .context("new calls after the takeover")?;
+    new_calls_succeed(net, &dir, "after-takeover", 5)?;
 
     // tandem-a comes back: Tandem first (standby, synced), then keepalived, which takes the VIP
     // back (higher priority): the active role follows it
@@ -428,14 +562,7 @@ fn follow_keepalived(net: &Topology, dir: &Path, test: &str) -> Result<()> {
         back.as_millis()
     ));
 
-    let outcome = caller.wait(secs(40))?;
-    if let Err(failure) = outcome.check_caller(u64::from(CALLS)) {
-        bail!("{failure}\n{}", pair.describe());
-    }
+    all_calls_ended(caller, CALLS, pair)?;
     drop(capture);
-    media
-        .finish(secs(10))?
-        .check_server(Invites::AtLeast(u64::from(CALLS) + 5))
-        .map_err(anyhow::Error::msg)?;
     Ok(())
 }
