@@ -10,7 +10,8 @@
 # Knobs: RATES (cps steps), STEP_SECONDS (10), REFINE (bisection steps after the ramp, 2),
 #   WARMUP_SECONDS (3), SETUPS (any of: tandem tandem-async tandem-sync tandem-nomedia
 #   tandem-sync-nomedia kamailio-dmq kamailio), SYNC_WAIT (ha.sync_wait, 50ms), PIN (1: the active
-#   proxy alone on the last CPU, its standby and both SIPp ends on the others), BENCH_PORT_BASE
+#   proxy alone on the last CPU, its standby and both SIPp ends on the others), PEER_NICE (the
+#   standby's nice value, -10: it outranks SIPp on their shared CPU), BENCH_PORT_BASE
 #   (62000), BENCH_DIR (target/ha-cps), TANDEM_BIN, TANDEMCTL_BIN.
 #
 # What it does, per setup: SIPp caller (tests/scenarios/uac_load.xml: INVITE, 200, ACK, 1 s call,
@@ -41,6 +42,7 @@ WARMUP_SECONDS=${WARMUP_SECONDS:-3}
 SETUPS=${SETUPS:-"tandem tandem-async tandem-sync tandem-nomedia tandem-sync-nomedia kamailio-dmq kamailio"}
 SYNC_WAIT=${SYNC_WAIT:-50ms}
 PIN=${PIN:-1}
+PEER_NICE=${PEER_NICE:--10}
 BASE=${BENCH_PORT_BASE:-62000}
 BUFF=4194304
 UAS_PORT=$BASE UAS_MEDIA=$((BASE + 10)) PROXY_PORT=$((BASE + 20)) ADMIN_PORT=$((BASE + 21))
@@ -62,6 +64,8 @@ if [ "$PIN" = 1 ] && [ "$LAST_CPU" -ge 1 ]; then
 else
   PROXY_CPUS="" LOAD_CPUS=""
 fi
+# The standby shares its CPUs with SIPp but runs at a higher priority (nice $PEER_NICE), standing in
+# for the machine of its own it has in service: SIPp's load should not delay its acks.
 PEER_CPUS=$LOAD_CPUS
 
 declare -A RESULT # RESULT[setup.field] and RESULT[setup.field.rate]
@@ -133,7 +137,7 @@ start_tandem_setup() { # $1 folder, $2 durability (empty: no standby)
   PROXY_PID=$LAUNCHED_PID
   wait_until 20 tandem_is "$ACTIVE_IP" active false 0 ||
     die_proxy "Tandem A did not become active ($1/a/tandem.log)" || return 1
-  start_tandem_node "$1/b" b "$STANDBY_IP" "$ACTIVE_IP" "$2" || return 1
+  LAUNCH_NICE=$PEER_NICE start_tandem_node "$1/b" b "$STANDBY_IP" "$ACTIVE_IP" "$2" || return 1
   PEER_PID=$LAUNCHED_PID
   tandem_ready || die_proxy "Tandem B did not become a synced standby ($1/b/tandem.log)"
 }
@@ -196,7 +200,7 @@ start_kamailio_setup() { # $1 folder, $2 dmq|""
     return 0
   fi
   # B first: A's notification at start then finds it (else A only learns of B at the next ping)
-  start_kamailio_instance "$1/b" "$PEER_CPUS" "$STANDBY_IP" "$ACTIVE_IP"
+  LAUNCH_NICE=$PEER_NICE start_kamailio_instance "$1/b" "$PEER_CPUS" "$STANDBY_IP" "$ACTIVE_IP"
   PEER_PID=$LAUNCHED_PID
   wait_until 10 test -S "$1/b/ctl" || die_proxy "Kamailio B did not start ($1/b/kamailio.log)" || return 1
   start_kamailio_instance "$1/a" "$PROXY_CPUS" "$ACTIVE_IP" "$STANDBY_IP"
@@ -336,14 +340,15 @@ bench_setup() { # $1 setup
   fi
   step_header
   for rate in $RATES; do
-    setup_ready "$name" || break
+    # a setup that does not settle again (or whose proxy exited) failed at this rate
+    setup_ready "$name" || { hi=$rate; break; }
     if measure_step "$name" "$rate" "$dir/ramp/rate-$rate" ramp; then
       lo=$rate
     else
       hi=$rate
       break
     fi
-    kill -0 "$PROXY_PID" 2>/dev/null || { log "  the proxy exited ($dir/ramp)"; break; }
+    kill -0 "$PROXY_PID" 2>/dev/null || { log "  the proxy exited ($dir/ramp)"; hi=$rate; break; }
   done
   setup_stop
   # bisection between the highest clean rate and the first failed one, each on fresh processes
@@ -449,6 +454,7 @@ if [ -n "$PROXY_CPUS" ]; then
 else
   log "  not pinned (PIN=0 or a single CPU)"
 fi
+log "  the standby runs at nice $PEER_NICE, above SIPp"
 log "  media: Tandem anchors it (relay ports bound and SDP rewritten per call; SIPp sends no RTP), except in" \
   "the *-nomedia setups; Kamailio passes SDP through untouched (no rtpengine). Open files: $(ulimit -n)"
 for name in $SETUPS; do

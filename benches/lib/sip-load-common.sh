@@ -7,6 +7,7 @@
 # 127.0.0.1), LOAD_CPUS (taskset CPU list for both SIPp ends; empty: any CPU), PEER_PID (a second
 # process group whose CPU a step also counts: a standby) and TANDEM_MEDIA (off: Tandem's config says
 # [media] enabled = false, so SDP passes unchanged and no relay port is taken; default on).
+# launch_kamailio and launch_tandem run the proxy under `nice -n $LAUNCH_NICE` when it is set.
 
 BENCHES=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 ROOT=$(cd "$BENCHES/.." && pwd)
@@ -119,7 +120,7 @@ start_uas() { # $1 = folder; sets UAS_PID
 launch_kamailio() {
   local dir=$1 cpus=$2
   shift 2
-  setsid ${cpus:+taskset -c "$cpus"} kamailio -DD -E -f "$BENCHES/kamailio-bench.cfg" -x tlsf -X tlsf \
+  setsid ${cpus:+taskset -c "$cpus"} ${LAUNCH_NICE:+nice -n "$LAUNCH_NICE"} kamailio -DD -E -f "$BENCHES/kamailio-bench.cfg" -x tlsf -X tlsf \
     -m 2048 -M 64 -P "$dir/kamailio.pid" -Y "$dir" "$@" >"$dir/kamailio.log" 2>&1 &
   LAUNCHED_PID=$!
 }
@@ -147,7 +148,7 @@ write_tandem_config() {
 launch_tandem() {
   local dir=$1 cpus=$2 bin=${TANDEM_BIN:-$ROOT/target/release/tandem}
   [ -x "$bin" ] || die_proxy "no Tandem binary at $bin (cargo build --release -p tandem)" || return 1
-  RUST_LOG=${RUST_LOG:-warn} setsid ${cpus:+taskset -c "$cpus"} "$bin" --config "$dir/tandem.toml" \
+  RUST_LOG=${RUST_LOG:-warn} setsid ${cpus:+taskset -c "$cpus"} ${LAUNCH_NICE:+nice -n "$LAUNCH_NICE"} "$bin" --config "$dir/tandem.toml" \
     >"$dir/tandem.log" 2>&1 &
   LAUNCHED_PID=$!
 }
