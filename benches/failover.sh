@@ -35,7 +35,7 @@
 #
 # Measured 2026-11-21 on the project VM (2 vCPU, 24 GiB, Debian 12), `benches/failover.sh` with the
 # defaults (1,000 calls x 20 pps each way = 40,000 pps through the relay; 500 cps for 20 s), while
-# two other builds compiled on the same two cores (load average 4-7). During the hold the machine
+# two other builds compiled on the same two cores (load average 2.6-7.1). During the hold the machine
 # is saturated: the active Tandem ~65 % of a core, the caller SIPp ~40 %, the echo SIPp ~20 %,
 # tcpdump ~18 %, plus the compilers.
 #   Three runs of `benches/failover.sh` (20:54, 20:56, 20:57 UTC), figures run 1 / run 2 / run 3:
@@ -45,7 +45,7 @@
 #     detection (kill -> detected): 55 / 43 / 62 ms (the killed node's kernel closes the replication
 #       stream, so kill -9 is seen as a closed stream; a dead host would take the heartbeat timeout)
 #     confirmation (second path): +52 / +52 / +51 ms after detection (0-100 ms seen across runs)
-#     address takeover (kill -> address-taken): 137 / 105 / 124 ms; calls resumed 1 ms later
+#     address takeover (kill -> address-taken): 137 / 105 / 124 ms; calls resumed 1-3 ms later
 #     first echoed RTP after the address takeover, per call: p50 201 / 135 / 229 ms, p99 270 / 168 /
 #       297 ms (tandem-b's relay applies the 1,000 restored sessions, ~135 ms at debug logging,
 #       before RTP flows again)
