@@ -350,14 +350,22 @@ impl MediaAnchor {
 
     /// Queues the plan of a call that is `call_age` old for the data plane.
     pub fn apply(&mut self, call: u64, call_id: &str, media: &CallMedia, call_age: Duration) {
-        if media.streams.is_empty() {
-            return;
+        if let Some(plan) = session_plan(call, call_id, media, call_age) {
+            self.commands.push_back(MediaCommand::Apply(plan));
         }
-        self.commands.push_back(MediaCommand::Apply(SessionPlan {
-            call,
-            call_id: call_id.to_owned(),
-            streams: media.plan_streams(call_age),
-        }));
+    }
+
+    /// Queues a standby's copy of a call the active node carries: the data plane binds its ports
+    /// ahead of a takeover. The range's allocation is untouched (the call is not this node's yet).
+    pub fn prepare(&mut self, call: u64, call_id: &str, media: &CallMedia, call_age: Duration) {
+        if let Some(plan) = session_plan(call, call_id, media, call_age) {
+            self.commands.push_back(MediaCommand::Prepare(plan));
+        }
+    }
+
+    /// A prepared call ended on the active node: the data plane closes its ports.
+    pub fn unprepare(&mut self, call: u64) {
+        self.commands.push_back(MediaCommand::Remove { call });
     }
 
     /// The call ended: its ports go back to the range and the data plane closes them.
@@ -387,6 +395,20 @@ impl MediaAnchor {
             AnchorError::PortsExhausted
         })
     }
+}
+
+/// The data plane's plan of a call that is `call_age` old; `None` without media streams.
+fn session_plan(
+    call: u64,
+    call_id: &str,
+    media: &CallMedia,
+    call_age: Duration,
+) -> Option<SessionPlan> {
+    (!media.streams.is_empty()).then(|| SessionPlan {
+        call,
+        call_id: call_id.to_owned(),
+        streams: media.plan_streams(call_age),
+    })
 }
 
 /// RTP clock rate of section `i`'s first payload format: the static table of RFC 3551 or its

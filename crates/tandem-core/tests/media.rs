@@ -31,7 +31,7 @@ fn last_plan(net: &mut Net) -> SessionPlan {
         .rev()
         .find_map(|c| match c {
             MediaCommand::Apply(plan) => Some(plan),
-            MediaCommand::Remove { .. } => None,
+            MediaCommand::Remove { .. } | MediaCommand::Prepare(_) => None,
         })
         .expect("a media plan")
 }

@@ -23,7 +23,7 @@ fn plans(net: &mut Net) -> Vec<SessionPlan> {
     std::iter::from_fn(|| net.core.poll_media())
         .filter_map(|command| match command {
             MediaCommand::Apply(plan) => Some(plan),
-            MediaCommand::Remove { .. } => None,
+            MediaCommand::Remove { .. } | MediaCommand::Prepare(_) => None,
         })
         .collect()
 }
@@ -169,4 +169,50 @@ fn the_promoted_node_gets_the_latched_sources_and_the_stream_in_its_first_plan()
         "everything since the last packet the active reported"
     );
     assert_eq!(plans[0].streams[0].server.outbound, None);
+}
+
+#[test]
+fn a_standby_prepares_the_mirrored_calls_relay_ports_and_its_promotion_applies_them() {
+    let mut active = Net::new();
+    let key = answered_call(&mut active, "m4@caller");
+    active.core.handle_media_event(
+        active.now,
+        MediaEvent::Outbound {
+            call: key,
+            side: MediaSide::Caller,
+            index: 0,
+            stream: SWITCHED,
+        },
+    );
+    let snapshot = active.core.replication_snapshot(active.now);
+    let record = snapshot.calls[0].clone();
+
+    let mut standby = Net::new();
+    standby.core.prepare_standby_media(&record);
+    let commands: Vec<MediaCommand> = std::iter::from_fn(|| standby.core.poll_media()).collect();
+    let [MediaCommand::Prepare(prepared)] = commands.as_slice() else {
+        panic!("{commands:?}")
+    };
+    assert_eq!(prepared.call, key);
+    assert_eq!(prepared.streams, record.media.plan_streams(record.age));
+    assert_eq!(
+        standby.core.media_ports().map(|(used, _)| used),
+        Some(0),
+        "the standby's range is untouched: the call is not its own yet"
+    );
+    standby.core.forget_standby_media(key);
+    assert_eq!(
+        standby.core.poll_media(),
+        Some(MediaCommand::Remove { call: key })
+    );
+
+    // Promoted: the same call is applied (the relay turns the prepared session live); a call the
+    // node carries is never prepared or forgotten by the mirror.
+    standby.core.prepare_standby_media(&record);
+    std::iter::from_fn(|| standby.core.poll_media()).for_each(drop);
+    assert_eq!(standby.core.restore(standby.now, snapshot), 1);
+    assert_eq!(plans(&mut standby)[0].call, key);
+    standby.core.prepare_standby_media(&record);
+    standby.core.forget_standby_media(key);
+    assert_eq!(standby.core.poll_media(), None);
 }

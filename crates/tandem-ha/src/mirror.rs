@@ -123,6 +123,18 @@ pub struct Mirror {
     state: MirrorState,
     ack_due: bool,
     metrics: MirrorMetrics,
+    /// Keys of the calls added, changed or removed in the current state since the last
+    /// `take_call_changes` (may repeat).
+    changed: Vec<u64>,
+}
+
+/// A call of the mirror that changed, for the standby's relay ([`Mirror::take_call_changes`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum CallChange {
+    /// The call as mirrored now.
+    Present(Box<CallSnapshot>),
+    /// The call with this key left the mirror.
+    Gone(u64),
 }
 
 impl Mirror {
@@ -192,6 +204,8 @@ impl Mirror {
         if chunk.last {
             loading.next_call_key = loading.next_call_key.max(chunk.next_call_key);
             if let Some(complete) = self.loading.take() {
+                self.changed.extend(self.current.calls.keys());
+                self.changed.extend(complete.calls.keys());
                 tracing::info!(
                     epoch = complete.epoch,
                     seq = complete.seq,
@@ -236,9 +250,11 @@ impl Mirror {
                 if let Err(error) = self.current.apply_call(record) {
                     return Err(self.break_stream(error.into()));
                 }
+                self.changed.push(record.key);
             }
             Some(Change::CallRemoved(removed)) => {
                 self.current.calls.remove(&removed.key);
+                self.changed.push(removed.key);
             }
             Some(Change::Server(server)) => self.current.apply_server(&server.name, server.up),
             // Registrations and agents are not mirrored yet; their sequence numbers still count.
@@ -279,6 +295,23 @@ impl Mirror {
             servers: self.current.servers.clone(),
             next_call_key: self.current.next_call_key,
         }
+    }
+
+    /// The calls added, changed or removed since the last call, each once, by key, with ages as
+    /// of `now_unix_ms`: what a standby's relay prepares or closes.
+    pub fn take_call_changes(&mut self, now_unix_ms: u64) -> Vec<CallChange> {
+        let mut keys = std::mem::take(&mut self.changed);
+        keys.sort_unstable();
+        keys.dedup();
+        keys.into_iter()
+            .map(|key| match self.current.calls.get(&key) {
+                Some(m) => CallChange::Present(Box::new(CallSnapshot {
+                    age: Duration::from_millis(now_unix_ms.saturating_sub(m.created_unix_ms)),
+                    ..m.call.clone()
+                })),
+                None => CallChange::Gone(key),
+            })
+            .collect()
     }
 
     /// Forgets everything (the node became active, or its mirror belongs to an old epoch).

@@ -7,7 +7,7 @@ mod support;
 
 use std::time::Duration;
 use support::*;
-use tandem_ha::{HelloOutcome, MirrorState, NodeRole, OutboxConfig, RoleConfig};
+use tandem_ha::{CallChange, HelloOutcome, MirrorState, NodeRole, OutboxConfig, RoleConfig};
 
 /// Node "a" active with `calls` established calls, "b" its standby with a synced mirror.
 fn pair_with_calls(outbox: OutboxConfig, calls: usize) -> Net {
@@ -250,4 +250,40 @@ fn the_ring_and_the_queue_stay_bounded_without_a_standby() {
     assert!(outbox.last_seq() > 5_000);
     assert_eq!(outbox.kept(), 200);
     assert_eq!(outbox.lag(net.now), Default::default());
+}
+
+#[test]
+fn the_mirror_tells_each_call_change_once_for_the_standby_relay() {
+    let mut net = pair_with_calls(OutboxConfig::default(), 5);
+    let now = net.unix_ms();
+    let mut keys = net.node("a").core.keys();
+    keys.sort_unstable();
+    let present = |changes: &[CallChange]| -> Vec<u64> {
+        changes
+            .iter()
+            .filter_map(|c| match c {
+                CallChange::Present(call) => Some(call.key),
+                CallChange::Gone(_) => None,
+            })
+            .collect()
+    };
+    let first = net.node_mut("b").mirror.take_call_changes(now);
+    assert_eq!(present(&first), keys, "the snapshot's calls, each once");
+    assert!(net.node_mut("b").mirror.take_call_changes(now).is_empty());
+
+    // One call changes, one ends: one change each.
+    net.node_mut("a").core.update_call(keys[1], now);
+    net.node_mut("a").core.end_call(keys[3]);
+    assert!(net.run_until(Duration::from_secs(2), Net::mirror_matches));
+    let now = net.unix_ms();
+    let next = net.node_mut("b").mirror.take_call_changes(now);
+    assert_eq!(
+        next,
+        vec![
+            CallChange::Present(Box::new(
+                net.node("b").mirror.to_snapshot(now).calls[1].clone()
+            )),
+            CallChange::Gone(keys[3]),
+        ]
+    );
 }

@@ -134,6 +134,12 @@ pub enum MediaCommand {
     /// added, changed remotes re-signal their latches (a re-INVITE, a new media server) while the
     /// outbound streams stay continuous, streams no longer listed are closed.
     Apply(SessionPlan),
+    /// A standby's copy of a call the active node carries: bind its sockets ahead of a takeover
+    /// (on the service address the standby does not hold yet), so that the moment the address
+    /// moves the relay receives and forwards. Nothing is reported for it (no inactivity, bind
+    /// failures only logged) until an `Apply` of the same call makes it live; then every side that
+    /// relayed nothing yet takes the plan's outbound stream and a full inactivity period.
+    Prepare(SessionPlan),
     /// The call ended: close its sockets.
     Remove {
         /// The call.

@@ -157,6 +157,19 @@ impl SideFlow {
         self.signal(plan, now);
     }
 
+    /// A prepared call goes live (a takeover) or its plan changes while prepared: a side toward
+    /// which nothing was sent on this node yet takes the plan's outbound stream (what the node that
+    /// carried the call before sent), and a side from which nothing arrived yet gets a full
+    /// inactivity period from `now` (it was not expected to send to this node before).
+    pub(crate) fn adopt(&mut self, plan: &EndpointPlan, clock_rate: u32, now: Instant) {
+        if let (None, Some(snapshot)) = (self.outbound.snapshot(now), plan.outbound) {
+            self.outbound = OutboundStream::restore(continuity(clock_rate), snapshot, now);
+        }
+        if self.last_packet.is_none() {
+            self.last_activity = self.last_activity.max(now);
+        }
+    }
+
     fn signal(&mut self, plan: &EndpointPlan, now: Instant) {
         self.rtcp_mux = plan.rtcp_mux;
         let rtcp = plan.remote_rtcp.or_else(|| {

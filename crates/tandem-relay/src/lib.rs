@@ -234,7 +234,7 @@ impl Relay {
     /// Hands a command to the call's shard (`call % shards`); never blocks.
     pub fn apply(&self, command: MediaCommand) {
         let call = match &command {
-            MediaCommand::Apply(plan) => plan.call,
+            MediaCommand::Apply(plan) | MediaCommand::Prepare(plan) => plan.call,
             MediaCommand::Remove { call } => *call,
         };
         if let Some(shard) = self.shard(call) {

@@ -49,6 +49,8 @@ struct Call {
     streams: Vec<usize>,
     /// Per side index: when its silence was reported, until a packet re-arms the report.
     inactive_reported: [Option<Instant>; 2],
+    /// A standby's copy of a call ([`MediaCommand::Prepare`]): nothing is reported for it.
+    prepared: bool,
 }
 
 /// The buffers of the batch loop, allocated once.
@@ -193,7 +195,8 @@ impl Shard {
     fn run_commands(&mut self) -> bool {
         loop {
             match self.inbox.try_recv() {
-                Ok(Command::Media(MediaCommand::Apply(plan))) => self.apply(plan),
+                Ok(Command::Media(MediaCommand::Apply(plan))) => self.apply(plan, false),
+                Ok(Command::Media(MediaCommand::Prepare(plan))) => self.apply(plan, true),
                 Ok(Command::Media(MediaCommand::Remove { call })) => self.remove(call),
                 Ok(Command::Query(call, reply)) => reply(self.report(call)),
                 Ok(Command::Stop) | Err(mpsc::TryRecvError::Disconnected) => return false,
@@ -204,14 +207,22 @@ impl Shard {
         }
     }
 
-    /// Creates or updates a call's streams to match `plan`.
-    fn apply(&mut self, plan: SessionPlan) {
+    /// Creates or updates a call's streams to match `plan`; `prepare`: a standby's copy of the
+    /// call (a live call stays live).
+    fn apply(&mut self, plan: SessionPlan, prepare: bool) {
         let now = Instant::now();
         let call = self.calls.entry(plan.call).or_insert_with(|| Call {
             call_id: plan.call_id.clone(),
             streams: Vec::new(),
             inactive_reported: [None; 2],
+            prepared: prepare,
         });
+        // Prepared before: what this plan carries from the node that had the call is adopted.
+        let adopting = call.prepared;
+        call.prepared &= prepare;
+        if adopting && !prepare {
+            call.inactive_reported = [None; 2];
+        }
         if call.call_id != plan.call_id {
             call.call_id.clone_from(&plan.call_id);
         }
@@ -239,13 +250,23 @@ impl Shard {
                 Some(slot) => self
                     .streams
                     .update(registry, slot, wanted, self.settings.address, now)
-                    .map(|()| slot),
+                    .map(|()| {
+                        if adopting {
+                            self.streams.adopt(slot, wanted, now);
+                        }
+                        slot
+                    }),
                 None => self
                     .streams
                     .open(registry, plan.call, wanted, self.settings, now),
             };
             match result {
                 Ok(slot) => call.streams.push(slot),
+                // Without `ip_nonlocal_bind` a standby cannot bind the address it does not hold;
+                // the call's Apply binds after the takeover.
+                Err(BindError { port, error }) if call.prepared => {
+                    tracing::debug!(call = plan.call, call_id = %plan.call_id, index = wanted.index, port, %error, "prepared relay port cannot be bound yet");
+                }
                 Err(BindError { port, error }) => {
                     tracing::warn!(call = plan.call, call_id = %plan.call_id, index = wanted.index, port, %error, "relay port cannot be bound");
                     self.sink.send(MediaEvent::BindFailed {
@@ -256,7 +277,7 @@ impl Shard {
                 }
             }
         }
-        tracing::debug!(call = plan.call, call_id = %plan.call_id, streams = call.streams.len(), "media session applied");
+        tracing::debug!(call = plan.call, call_id = %plan.call_id, streams = call.streams.len(), prepared = call.prepared, "media session applied");
     }
 
     /// Closes a call's sockets; an unknown call is ignored.
@@ -294,6 +315,9 @@ impl Shard {
         let interval = (timeout / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));
         self.next_check = now + interval;
         for (&key, call) in &mut self.calls {
+            if call.prepared {
+                continue;
+            }
             for side in SIDES {
                 let i = side_index(side);
                 let last = call

@@ -201,6 +201,16 @@ impl Streams {
         Ok(())
     }
 
+    /// Every side of the stream in `slot` adopts what `plan` carries from another node
+    /// ([`SideFlow::adopt`]).
+    pub(crate) fn adopt(&mut self, slot: usize, plan: &StreamPlan, now: Instant) {
+        if let Some(stream) = self.get_mut(slot) {
+            for side in SIDES {
+                stream.flows[side_index(side)].adopt(plan.endpoint(side), plan.clock_rate, now);
+            }
+        }
+    }
+
     /// Closes the stream in `slot`: its ports are free again when this returns.
     ///
     /// The sockets are closed without deregistering them first: closing a descriptor nobody else

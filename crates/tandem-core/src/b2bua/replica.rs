@@ -216,6 +216,35 @@ impl Core {
         restored
     }
 
+    /// On a standby: the mirror holds (a new version of) `record`, a call the active node carries.
+    /// With media anchored its relay ports are bound now, so that the relay forwards from the
+    /// moment this node takes the service address; the call itself stays out of the core until
+    /// `restore`. Ignored on a node that carries the call itself.
+    pub fn prepare_standby_media(&mut self, record: &CallSnapshot) {
+        if self.calls.contains_key(&record.key) {
+            return;
+        }
+        if let Some(anchor) = self.media.as_mut() {
+            anchor.prepare(
+                record.key,
+                &record.caller.call_id,
+                &record.media,
+                record.age,
+            );
+        }
+    }
+
+    /// On a standby: the call `key` left the mirror (it ended on the active node): its prepared
+    /// relay ports are closed. Ignored on a node that carries the call itself.
+    pub fn forget_standby_media(&mut self, key: CallKey) {
+        if self.calls.contains_key(&key) {
+            return;
+        }
+        if let Some(anchor) = self.media.as_mut() {
+            anchor.unprepare(key);
+        }
+    }
+
     /// Demotion: every call is forgotten without a BYE (the new active carries them on); their
     /// relay ports are released and the data plane told to close them. Returns how many.
     pub fn drop_all_calls(&mut self) -> usize {

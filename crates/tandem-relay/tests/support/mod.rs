@@ -66,6 +66,13 @@ impl Harness {
         self.query(call);
     }
 
+    /// Prepares `plan` (a standby's copy of a call) and waits until the shard has run it.
+    pub fn prepare(&self, plan: SessionPlan) {
+        let call = plan.call;
+        self.relay.apply(MediaCommand::Prepare(plan));
+        self.query(call);
+    }
+
     /// Removes `call` and waits until the shard has run it.
     pub fn remove(&self, call: CallKey) {
         self.relay.apply(MediaCommand::Remove { call });

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tandem_core::{Core, Durability};
 use tandem_ha::convert::{active_heartbeat, standby_heartbeat};
 use tandem_ha::{
-    Action, AddressOwner, HelloOutcome, Mirror, NodeRole, Outbox, OutboxConfig, Progress, Role,
-    RoleConfig, StepName,
+    Action, AddressOwner, CallChange, HelloOutcome, Mirror, NodeRole, Outbox, OutboxConfig,
+    Progress, Role, RoleConfig, StepName,
 };
 use tandem_proto::replication::v1::{standby_message, ActiveMessage, StandbyMessage};
 use tokio::sync::mpsc;
@@ -289,6 +289,15 @@ impl HaNode {
     pub fn after_core(&mut self, core: &mut Core) {
         let at = now();
         let wall = unix_ms();
+        // A standby's relay binds the mirrored calls' ports ahead of a takeover.
+        let standby = self.role.role() == NodeRole::Standby;
+        for change in self.mirror.take_call_changes(wall) {
+            match change {
+                CallChange::Present(record) if standby => core.prepare_standby_media(&record),
+                CallChange::Gone(key) if standby => core.forget_standby_media(key),
+                CallChange::Present(_) | CallChange::Gone(_) => {}
+            }
+        }
         while let Some((seq, change)) = core.poll_replication() {
             if let Some(outbox) = &mut self.outbox {
                 if let Err(error) = outbox.push(at, wall, seq, &change) {
