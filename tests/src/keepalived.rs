@@ -11,6 +11,11 @@
 //! root with `enable_script_security`: it disables a script that a non-root user could change (the
 //! file or a folder on its path writable by others, sticky /tmp excepted), which
 //! [`Keepalived::start`] reports as an error.
+//!
+//! For a Tandem pair whose VIP keepalived owns: [`Topology::start_keepalived_tandem`] starts a
+//! node with `ha.vip.owner = "keepalived"`, and [`tandem_notify`] gives the command line of
+//! `scripts/keepalived-notify.sh` for that node (as `notify`, and with ` check` appended as the
+//! tracked health check, [`KeepalivedConfig::check`]).
 use crate::netns::{HaOptions, Node, NsTandem, Topology, SERVICE_DEV};
 use crate::process::{file_tail, wait_for, ChildGuard};
 use crate::tandem::{tandem_binary, TandemConfig};
