@@ -20,6 +20,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 const FIRST: u32 = 22_000;
 const WINDOW: u32 = 500;
 const WINDOWS: u32 = 20;
+/// The longest block [`free_port_block`] hands out.
+const MAX_BLOCK: u32 = 16;
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
@@ -48,19 +50,28 @@ pub fn free_port() -> u16 {
 /// The first of `len` consecutive free ports (`len` ≤ 16), e.g. for SIPp's media port (it also
 /// uses the port two above for video).
 pub fn free_port_block(len: u16) -> u16 {
-    let len = u32::from(len.clamp(1, 16));
-    let span = WINDOWS * WINDOW;
+    let len = u32::from(len).clamp(1, MAX_BLOCK);
+    // One modulus for every block length, so that the counter's blocks never overlap, also after
+    // it wraps (a modulus depending on `len` would put a wrapped 1-port block inside a 4-port one
+    // handed out before); ports checked only on the machine's loopback cannot tell.
+    let span = WINDOWS * WINDOW - MAX_BLOCK;
     let start = window_start() - FIRST;
     // the whole range is tried at most once; if every port is taken, the last candidate is returned
     // and the process that wants it will say that it cannot bind
     let mut candidate = FIRST;
     for _ in 0..span {
-        candidate = FIRST + (start + NEXT.fetch_add(len, Ordering::Relaxed)) % (span - len);
+        candidate = block_start(start, NEXT.fetch_add(len, Ordering::Relaxed));
         if (candidate..candidate + len).all(|p| u16::try_from(p).map(is_free).unwrap_or(false)) {
             break;
         }
     }
     u16::try_from(candidate).unwrap_or(u16::MAX)
+}
+
+/// The first port of the block the counter at `counter` stands for, in a process whose window
+/// starts `start` ports above [`FIRST`].
+fn block_start(start: u32, counter: u32) -> u32 {
+    FIRST + (start + counter) % (WINDOWS * WINDOW - MAX_BLOCK)
 }
 
 const MEDIA_FIRST: u32 = 61_000;
@@ -126,6 +137,25 @@ mod tests {
                 );
             }
             assert!(!range.contains(&free_port()));
+        }
+    }
+
+    #[test]
+    fn blocks_of_mixed_lengths_never_overlap_also_after_the_counter_wraps() {
+        // The last window, which wraps soonest: 1- and 4-port blocks across the wrap.
+        let start = (WINDOWS - 1) * WINDOW;
+        let (mut counter, mut taken) = (0u32, std::collections::HashSet::new());
+        for i in 0..3000u32 {
+            let len = if i % 3 == 0 { 4 } else { 1 };
+            let first = block_start(start, counter);
+            counter += len;
+            for port in first..first + len {
+                assert!((22_000..32_000).contains(&port), "{port}");
+                assert!(
+                    taken.insert(port),
+                    "port {port} handed out twice (block {i})"
+                );
+            }
         }
     }
 
