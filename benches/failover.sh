@@ -42,10 +42,10 @@
 #     first echoed RTP after the address takeover, per call: p50 19 / 29 ms, p99 56 / 91 ms
 #     media gap per call p50/p99/max: 150/201/202, 159/240/241 ms -> target p99 <= 300 ms met
 #     calls lost: 0 / 0 of 1,000 -> target met
-#   The confirmation takes ~50 ms although a refused probe ends it at once: the dead node's kernel
-#   answers the callers' RTP with ICMP port unreachable too, and its ICMP rate limit (1,000/s) is
-#   spent on those, so the probe's first refusal is seldom sent; its retransmission at half the
-#   confirm timeout usually is.
+#   The confirmation takes ~50 ms although a refused probe ends it at once: the probe's first
+#   OPTIONS gets no refusal, its retransmission at half the confirm timeout does. Likely cause (not
+#   verified): the dead node's kernel also answers the callers' 40,000 pps of RTP with ICMP port
+#   unreachable, and its ICMP budget (net.ipv4.icmp_msgs_per_sec = 1000) is spent on those.
 #
 # Earlier runs, before that change (the relay bound all 1,000 sessions after the promotion):
 # Measured 2026-11-21 on the project VM (2 vCPU, 24 GiB, Debian 12), `benches/failover.sh` with the
