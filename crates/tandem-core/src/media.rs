@@ -92,6 +92,10 @@ pub struct CallMedia {
     /// source once (before that it is a passthrough, which a new node rebuilds by itself). Empty
     /// while no stream has a record, else as long as `streams`.
     pub outbound: Vec<[Option<OutboundRecord>; 2]>,
+    /// The latest SDP body each side sent, as it sent it (before Tandem's rewrite): `[the
+    /// caller's, the server's]`; empty until one arrived. What a node that takes the call over
+    /// offers a new media server, and what an operator reads about the call.
+    pub bodies: [Bytes; 2],
 }
 
 /// The RTP stream Tandem sends toward one side, as the relay reported it on its latest switch of
@@ -214,6 +218,7 @@ impl CallMedia {
         for s in &mut self.sending {
             s[slot(MediaSide::Server)] = false;
         }
+        self.bodies[slot(MediaSide::Server)] = Bytes::new();
     }
 }
 
@@ -343,6 +348,8 @@ impl MediaAnchor {
             }));
         }
         plan.origin_version = Some(media.versions[slot(to)].next(sdp.origin_version()));
+        // A copy: a slice would keep the whole received message alive with the call.
+        media.bodies[slot(from)] = Bytes::copy_from_slice(body);
         let rewritten = sdp.rewrite(&plan)?;
         self.metrics.sdp_rewritten += 1;
         Ok(rewritten.changed.then_some(rewritten.body))

@@ -216,3 +216,24 @@ fn a_standby_prepares_the_mirrored_calls_relay_ports_and_its_promotion_applies_t
     standby.core.forget_standby_media(key);
     assert_eq!(standby.core.poll_media(), None);
 }
+
+#[test]
+fn each_sides_sdp_as_it_sent_it_travels_with_the_call() {
+    let mut net = Net::new();
+    answered_call(&mut net, "m5@caller");
+    let snapshot = net.core.replication_snapshot(net.now);
+    let [caller, server] = &snapshot.calls[0].media.bodies;
+    // Before Tandem's rewrite: the sides' own ports and origins, not the relay's.
+    let caller = std::str::from_utf8(caller).unwrap();
+    let server = std::str::from_utf8(server).unwrap();
+    assert!(caller.starts_with("v=0\r\no=caller 1 1 "), "{caller}");
+    assert!(caller.contains("m=audio 16000 "), "{caller}");
+    assert!(server.starts_with("v=0\r\no=ms 1 1 "), "{server}");
+    assert!(server.contains("m=audio 20000 "), "{server}");
+
+    // A standby that promotes has them.
+    let mut standby = Net::new();
+    standby.core.restore(standby.now, snapshot.clone());
+    let again = standby.core.replication_snapshot(standby.now);
+    assert_eq!(again.calls[0].media.bodies, snapshot.calls[0].media.bodies);
+}

@@ -17,6 +17,7 @@
 //! an even non-zero port, a number too large for its field, an unknown enum value, a missing leg)
 //! is a [`ConvertError`], never a panic.
 
+use bytes::Bytes;
 use std::net::SocketAddr;
 use std::time::Duration;
 use tandem_core::call::{CallState, Leg};
@@ -125,6 +126,8 @@ pub fn call_to_record(call: &CallSnapshot, now_unix_ms: u64) -> CallRecord {
         server_name: call.server_name.clone().unwrap_or_default(),
         media: media_to_wire(&call.media, created_unix_ms, call.age),
         created_unix_ms,
+        caller_sdp: call.media.bodies[0].to_vec(),
+        server_sdp: call.media.bodies[1].to_vec(),
         caller_sdp_version: version_to_wire(toward_caller),
         server_sdp_version: version_to_wire(toward_server),
         ..CallRecord::default()
@@ -149,6 +152,10 @@ pub fn call_from_record(
     media.versions = [
         version_from_wire(record.caller_sdp_version.as_ref()),
         version_from_wire(record.server_sdp_version.as_ref()),
+    ];
+    media.bodies = [
+        Bytes::copy_from_slice(&record.caller_sdp),
+        Bytes::copy_from_slice(&record.server_sdp),
     ];
     Ok(CallSnapshot {
         key,

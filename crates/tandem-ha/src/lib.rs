@@ -31,10 +31,10 @@
 //!
 //! # What the schema carries and the core does not give (yet)
 //!
-//! `CallSnapshot` has no SDP bodies (the core keeps the parsed endpoints only), answer time,
-//! session timer or maximum-duration deadlines (the core has neither timer), agent: those
-//! `CallRecord` fields are sent empty and ignored on the way back. Latched sources, the outbound
-//! RTP streams' continuity and the `o=` version tracks do travel.
+//! `CallSnapshot` has no answer time, session timer or maximum-duration deadlines (the core has
+//! neither timer) and no agent (agents come later): those `CallRecord` fields are sent empty and
+//! ignored on the way back. Each side's latest SDP body, the latched sources, the outbound RTP
+//! streams' continuity and the `o=` version tracks do travel.
 
 #![warn(missing_docs)]
 

@@ -129,8 +129,12 @@ fn media() -> impl Strategy<Value = CallMedia> {
             proptest::option::of(any::<(u64, u64)>()),
             proptest::option::of(any::<(u64, u64)>()),
         ],
+        [
+            proptest::collection::vec(any::<u8>(), 0..96),
+            proptest::collection::vec(any::<u8>(), 0..96),
+        ],
     )
-        .prop_map(|(streams, versions)| {
+        .prop_map(|(streams, versions, bodies)| {
             let outbound: Vec<_> = streams.iter().map(|s| s.5).collect();
             CallMedia {
                 sending: streams.iter().map(|s| s.4).collect(),
@@ -149,6 +153,7 @@ fn media() -> impl Strategy<Value = CallMedia> {
                     })
                     .collect(),
                 versions: versions.map(VersionTrack::from_last),
+                bodies: bodies.map(bytes::Bytes::from),
             }
         })
 }
