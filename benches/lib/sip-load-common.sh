@@ -61,15 +61,19 @@ wait_group_idle() {
   done
   return 1
 }
-# "cpuN busy total" (ticks) for every CPU, from /proc/stat
-cpu_times() {
-  awk '/^cpu[0-9]/ { total = 0; for (i = 2; i <= NF; i++) total += $i; print $1, total - $5 - $6, total }' /proc/stat
+# "MICROSECONDS_NOW MICROSECONDS_STALLED": the clock and the time some runnable task waited for a
+# CPU (PSI, /proc/pressure/cpu "some"; "- -" without PSI). Per-CPU busy time from /proc/stat is not
+# used: on this project's VM it misses most of the CPU time the processes themselves account.
+cpu_pressure() {
+  local now stalled
+  now=$(date +%s%6N)
+  stalled=$(awk -F'total=' '/^some / { print $2 }' /proc/pressure/cpu 2>/dev/null)
+  echo "$now ${stalled:--}"
 }
-# busy % of each CPU between two cpu_times outputs $1 and $2, in CPU order: "37/98"
-cpu_busy() {
-  awk 'NR == FNR { busy[$1] = $2; total[$1] = $3; next }
-    { d = $3 - total[$1]; printf "%s%.0f", sep, (d > 0 ? 100 * ($2 - busy[$1]) / d : 0); sep = "/" }
-    END { print "" }' <(printf '%s\n' "$1") <(printf '%s\n' "$2")
+# % of the time between two cpu_pressure outputs $1 and $2 during which some task waited for a CPU
+cpu_stalled_percent() {
+  awk -v a="$1" -v b="$2" 'BEGIN { split(a, x, " "); split(b, y, " ")
+    if (x[2] == "-" || y[2] == "-" || y[1] <= x[1]) print "-"; else printf "%.0f", 100 * (y[2] - x[2]) / (y[1] - x[1]) }'
 }
 # field $2 of SIPp's -trace_stat file $1 (last line)
 stat_field() {
@@ -155,7 +159,8 @@ launch_tandem() {
 
 # One load step of $2 calls per second through the proxy (process group PROXY_PID), results in the
 # folder $3 ($1 names the proxy). Sets STEP_CALLS STEP_OK STEP_FAILED, STEP_CPU (proxy CPU s per
-# 1,000 calls), STEP_PEER_CPU (the same for PEER_PID, "-" without one), STEP_BUSY (busy % of each CPU, "37/98"),
+# 1,000 calls), STEP_PEER_CPU (the same for PEER_PID, "-" without one), STEP_STALLED (% of the step's time some
+# task waited for a CPU: the machine is saturated, by the load or by anything else),
 # STEP_MEAN STEP_P50 STEP_P99 (INVITE→200 ms), STEP_MEM (peak PSS MiB) and STEP_AFTER (PSS MiB at the
 # end); returns 1 if any call failed or did not finish.
 run_step() {
@@ -164,7 +169,7 @@ run_step() {
   mkdir -p "$dir"
   t0=$(group_ticks "$PROXY_PID")
   [ -n "${PEER_PID:-}" ] && p0=$(group_ticks "$PEER_PID")
-  c0=$(cpu_times)
+  c0=$(cpu_pressure)
   # samples every 0.5 s while this script lives, for the step's time and its bound at most
   (peak=0 n=$(((STEP_SECONDS + 30) * 2))
    while [ $n -gt 0 ] && kill -0 $$ 2>/dev/null; do
@@ -176,7 +181,7 @@ run_step() {
     -i 127.0.0.1 -p "$UAC_PORT" -mi 127.0.0.1 -mp "$UAC_MEDIA" -cp "$UAC_CTL" -t u1 -buff_size "$BUFF" \
     -r "$rate" -m "$STEP_CALLS" -l $((rate * 5)) -nostdin -timeout $((STEP_SECONDS + 5))s -timeout_error \
     -trace_stat -stf uac.csv -fd 1 -trace_rtt -rtt_freq 100 >uac.out 2>&1)
-  c1=$(cpu_times)
+  c1=$(cpu_pressure)
   t1=$(group_ticks "$PROXY_PID")
   [ -n "${PEER_PID:-}" ] && p1=$(group_ticks "$PEER_PID")
   kill "$sampler" 2>/dev/null
@@ -188,7 +193,7 @@ run_step() {
   STEP_CPU=$(per_thousand_calls $((t1 - t0)))
   STEP_PEER_CPU=-
   [ -n "${PEER_PID:-}" ] && STEP_PEER_CPU=$(per_thousand_calls $((p1 - p0)))
-  STEP_BUSY=$(cpu_busy "$c0" "$c1")
+  STEP_STALLED=$(cpu_stalled_percent "$c0" "$c1")
   STEP_P50=$(rtt_percentile "$rtt" 50)
   STEP_P99=$(rtt_percentile "$rtt" 99)
   STEP_MEAN=$(rtt_mean "$rtt")
