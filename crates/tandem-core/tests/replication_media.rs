@@ -188,7 +188,9 @@ fn a_standby_prepares_the_mirrored_calls_relay_ports_and_its_promotion_applies_t
     let record = snapshot.calls[0].clone();
 
     let mut standby = Net::new();
-    standby.core.prepare_standby_media(&record);
+    standby
+        .core
+        .prepare_standby_media(key, &record.caller.call_id, &record.media, record.age);
     let commands: Vec<MediaCommand> = std::iter::from_fn(|| standby.core.poll_media()).collect();
     let [MediaCommand::Prepare(prepared)] = commands.as_slice() else {
         panic!("{commands:?}")
@@ -208,11 +210,15 @@ fn a_standby_prepares_the_mirrored_calls_relay_ports_and_its_promotion_applies_t
 
     // Promoted: the same call is applied (the relay turns the prepared session live); a call the
     // node carries is never prepared or forgotten by the mirror.
-    standby.core.prepare_standby_media(&record);
+    standby
+        .core
+        .prepare_standby_media(key, &record.caller.call_id, &record.media, record.age);
     std::iter::from_fn(|| standby.core.poll_media()).for_each(drop);
     assert_eq!(standby.core.restore(standby.now, snapshot), 1);
     assert_eq!(plans(&mut standby)[0].call, key);
-    standby.core.prepare_standby_media(&record);
+    standby
+        .core
+        .prepare_standby_media(key, &record.caller.call_id, &record.media, record.age);
     standby.core.forget_standby_media(key);
     assert_eq!(standby.core.poll_media(), None);
 }

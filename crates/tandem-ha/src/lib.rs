@@ -45,6 +45,6 @@ pub mod outbox;
 pub mod role;
 
 pub use incident::{Incident, IncidentKind, IncidentLog, StepName, WallClock};
-pub use mirror::{CallChange, Mirror, MirrorError, MirrorState};
+pub use mirror::{CallChange, Mirror, MirrorError, MirrorState, MirroredMedia};
 pub use outbox::{HelloOutcome, Lag, Outbox, OutboxConfig, OutboxError};
 pub use role::{Action, AddressOwner, NodeRole, Progress, Role, RoleConfig, RoleError, RoleStatus};

@@ -14,6 +14,7 @@
 use crate::convert::{call_from_record, ConvertError};
 use std::collections::BTreeMap;
 use std::time::Duration;
+use tandem_core::media::CallMedia;
 use tandem_core::{CallSnapshot, ReplicaSnapshot};
 use tandem_proto::replication::v1 as wire;
 use wire::{active_message::Kind, delta::Change};
@@ -131,10 +132,23 @@ pub struct Mirror {
 /// A call of the mirror that changed, for the standby's relay ([`Mirror::take_call_changes`]).
 #[derive(Debug, Clone, PartialEq)]
 pub enum CallChange {
-    /// The call as mirrored now.
-    Present(Box<CallSnapshot>),
+    /// The call's media as mirrored now.
+    Present(Box<MirroredMedia>),
     /// The call with this key left the mirror.
     Gone(u64),
+}
+
+/// What a standby's relay needs of a mirrored call.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MirroredMedia {
+    /// The call's key.
+    pub key: u64,
+    /// The caller leg's Call-ID (for the relay's logs).
+    pub call_id: String,
+    /// Its media: relay ports, remotes, latches, outbound streams.
+    pub media: CallMedia,
+    /// Its age when taken.
+    pub age: Duration,
 }
 
 impl Mirror {
@@ -305,13 +319,20 @@ impl Mirror {
         keys.dedup();
         keys.into_iter()
             .map(|key| match self.current.calls.get(&key) {
-                Some(m) => CallChange::Present(Box::new(CallSnapshot {
+                Some(m) => CallChange::Present(Box::new(MirroredMedia {
+                    key,
+                    call_id: m.call.caller.call_id.clone(),
+                    media: m.call.media.clone(),
                     age: Duration::from_millis(now_unix_ms.saturating_sub(m.created_unix_ms)),
-                    ..m.call.clone()
                 })),
                 None => CallChange::Gone(key),
             })
             .collect()
+    }
+
+    /// Forgets the changes noted so far (a standby without a relay has no use for them).
+    pub fn discard_call_changes(&mut self) {
+        self.changed.clear();
     }
 
     /// Forgets everything (the node became active, or its mirror belongs to an old epoch).

@@ -7,7 +7,9 @@ mod support;
 
 use std::time::Duration;
 use support::*;
-use tandem_ha::{CallChange, HelloOutcome, MirrorState, NodeRole, OutboxConfig, RoleConfig};
+use tandem_ha::{
+    CallChange, HelloOutcome, MirrorState, MirroredMedia, NodeRole, OutboxConfig, RoleConfig,
+};
 
 /// Node "a" active with `calls` established calls, "b" its standby with a synced mirror.
 fn pair_with_calls(outbox: OutboxConfig, calls: usize) -> Net {
@@ -277,13 +279,22 @@ fn the_mirror_tells_each_call_change_once_for_the_standby_relay() {
     assert!(net.run_until(Duration::from_secs(2), Net::mirror_matches));
     let now = net.unix_ms();
     let next = net.node_mut("b").mirror.take_call_changes(now);
+    let call = net.node("b").mirror.to_snapshot(now).calls[1].clone();
     assert_eq!(
         next,
         vec![
-            CallChange::Present(Box::new(
-                net.node("b").mirror.to_snapshot(now).calls[1].clone()
-            )),
+            CallChange::Present(Box::new(MirroredMedia {
+                key: call.key,
+                call_id: call.caller.call_id,
+                media: call.media,
+                age: call.age,
+            })),
             CallChange::Gone(keys[3]),
         ]
     );
+    // Discarded changes (a standby without a relay) are not told later.
+    net.node_mut("a").core.update_call(keys[0], now);
+    assert!(net.run_until(Duration::from_secs(2), Net::mirror_matches));
+    net.node_mut("b").mirror.discard_call_changes();
+    assert!(net.node_mut("b").mirror.take_call_changes(now).is_empty());
 }

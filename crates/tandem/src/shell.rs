@@ -128,9 +128,12 @@ impl CoreTask {
                     }
                 }
                 Some(request) = self.admin.recv() => self.answer(request, &mut state),
-                Some(event) = self.link_events.recv() => {
+                Some(first) = self.link_events.recv() => {
                     if let Some(ha) = &mut self.ha {
-                        ha.handle_link_event(&mut self.core, event);
+                        let link_events = &mut self.link_events;
+                        let rest = std::iter::from_fn(|| link_events.try_recv().ok());
+                        let batch = std::iter::once(first).chain(rest.take(INBOUND_BATCH - 1));
+                        ha.handle_link_events(&mut self.core, batch);
                     }
                 }
             }

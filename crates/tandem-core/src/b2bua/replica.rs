@@ -216,21 +216,27 @@ impl Core {
         restored
     }
 
-    /// On a standby: the mirror holds (a new version of) `record`, a call the active node carries.
-    /// With media anchored its relay ports are bound now, so that the relay forwards from the
-    /// moment this node takes the service address; the call itself stays out of the core until
-    /// `restore`. Ignored on a node that carries the call itself.
-    pub fn prepare_standby_media(&mut self, record: &CallSnapshot) {
-        if self.calls.contains_key(&record.key) {
+    /// Whether this node anchors media (has a relay to prepare calls on).
+    pub fn anchors_media(&self) -> bool {
+        self.media.is_some()
+    }
+
+    /// On a standby: the mirror holds (a new version of) the media of call `key`, which the active
+    /// node carries and which is `age` old. With media anchored its relay ports are bound now, so
+    /// that the relay forwards from the moment this node takes the service address; the call
+    /// itself stays out of the core until `restore`. Ignored on a node that carries the call.
+    pub fn prepare_standby_media(
+        &mut self,
+        key: CallKey,
+        call_id: &str,
+        media: &CallMedia,
+        age: Duration,
+    ) {
+        if self.calls.contains_key(&key) {
             return;
         }
         if let Some(anchor) = self.media.as_mut() {
-            anchor.prepare(
-                record.key,
-                &record.caller.call_id,
-                &record.media,
-                record.age,
-            );
+            anchor.prepare(key, call_id, media, age);
         }
     }
 

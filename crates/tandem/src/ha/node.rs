@@ -177,7 +177,23 @@ impl HaNode {
         self.after_core(core);
     }
 
-    pub fn handle_link_event(&mut self, core: &mut Core, event: LinkEvent) {
+    /// Handles a batch of link events (what the channel held), then sends one cumulative Ack for
+    /// everything the mirror applied in it and moves the core's changes on.
+    pub fn handle_link_events(
+        &mut self,
+        core: &mut Core,
+        events: impl IntoIterator<Item = LinkEvent>,
+    ) {
+        for event in events {
+            self.dispatch_link_event(core, event);
+        }
+        if let Some(ack) = self.mirror.poll_ack() {
+            self.send_to_peer_as_standby(standby_message::Kind::Ack(ack));
+        }
+        self.after_core(core);
+    }
+
+    fn dispatch_link_event(&mut self, core: &mut Core, event: LinkEvent) {
         let at = now();
         match event {
             LinkEvent::StandbyConnected { stream, peer } => {
@@ -230,7 +246,6 @@ impl HaNode {
             }
             LinkEvent::PeerSipAlive(alive) => self.role.handle_confirm_result(at, alive),
         }
-        self.after_core(core);
     }
 
     fn on_standby_message(&mut self, core: &mut Core, at: Instant, msg: StandbyMessage) {
@@ -266,9 +281,7 @@ impl HaNode {
             Ok(None) => {}
             Err(error) => warn!(%error, "replication message not applied"),
         }
-        if let Some(ack) = self.mirror.poll_ack() {
-            self.send_to_peer_as_standby(standby_message::Kind::Ack(ack));
-        }
+        // The Ack goes once per batch of events (`handle_link_events`).
         if self.mirror.needs_resync() {
             let hello = self.mirror.hello(&self.settings.node, self.role.epoch());
             self.send_to_peer_as_standby(standby_message::Kind::Hello(hello));
@@ -290,13 +303,17 @@ impl HaNode {
         let at = now();
         let wall = unix_ms();
         // A standby's relay binds the mirrored calls' ports ahead of a takeover.
-        let standby = self.role.role() == NodeRole::Standby;
-        for change in self.mirror.take_call_changes(wall) {
-            match change {
-                CallChange::Present(record) if standby => core.prepare_standby_media(&record),
-                CallChange::Gone(key) if standby => core.forget_standby_media(key),
-                CallChange::Present(_) | CallChange::Gone(_) => {}
+        if self.role.role() == NodeRole::Standby && core.anchors_media() {
+            for change in self.mirror.take_call_changes(wall) {
+                match change {
+                    CallChange::Present(m) => {
+                        core.prepare_standby_media(m.key, &m.call_id, &m.media, m.age)
+                    }
+                    CallChange::Gone(key) => core.forget_standby_media(key),
+                }
             }
+        } else {
+            self.mirror.discard_call_changes();
         }
         while let Some((seq, change)) = core.poll_replication() {
             if let Some(outbox) = &mut self.outbox {
