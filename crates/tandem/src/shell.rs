@@ -101,6 +101,16 @@ impl CoreTask {
                         ha.handle_timeout(&mut self.core);
                     }
                 }
+                // Before SIP: an Ack releases answers held for the standby (sync durability), and a
+                // loaded SIP socket is readable at nearly every turn of this biased select.
+                Some(first) = self.link_events.recv() => {
+                    if let Some(ha) = &mut self.ha {
+                        let link_events = &mut self.link_events;
+                        let rest = std::iter::from_fn(|| link_events.try_recv().ok());
+                        let batch = std::iter::once(first).chain(rest.take(INBOUND_BATCH - 1));
+                        ha.handle_link_events(&mut self.core, batch);
+                    }
+                }
                 ready = self.udp.readable() => {
                     if ready.is_ok() {
                         let at = now();
@@ -128,14 +138,6 @@ impl CoreTask {
                     }
                 }
                 Some(request) = self.admin.recv() => self.answer(request, &mut state),
-                Some(first) = self.link_events.recv() => {
-                    if let Some(ha) = &mut self.ha {
-                        let link_events = &mut self.link_events;
-                        let rest = std::iter::from_fn(|| link_events.try_recv().ok());
-                        let batch = std::iter::once(first).chain(rest.take(INBOUND_BATCH - 1));
-                        ha.handle_link_events(&mut self.core, batch);
-                    }
-                }
             }
             self.flush(&mut state).await;
             if state.draining && self.core.active_calls() == 0 {
