@@ -35,28 +35,38 @@
 # Then per setup the highest clean cps, and the ratios against the issue's targets: sync / no
 # standby >= 0.90, sync / Kamailio with DMQ >= 2, with media anchored and signalling only.
 #
-# Measured 2026-11-21 21:16-21:35 UTC on the project VM (2 vCPU AMD EPYC, Debian 12, kernel 6.18,
-# RLIMIT_NOFILE 20000 hard), SIPp 3.6.1, Kamailio 5.6.3, Tandem at 352d66f, with the defaults:
+# Measured 2026-11-21 on the project VM (2 vCPU AMD EPYC, Debian 12, kernel 6.18, RLIMIT_NOFILE
+# 20000, hard), SIPp 3.6.1, Kamailio 5.6.3, Tandem built at 352d66f, with the defaults:
 #   benches/ha-cps.sh
-# (RATES 1000..12000 by 1000, 10 s steps, REFINE=2, RETRY=1, SYNC_WAIT=50ms, PIN=1, PEER_NICE=-10).
-# Load average 1.3 at the start, 3.1 at the end: other builds started on the VM during the two
-# Kamailio setups (stalled% 45-60 there against 20-30 before), so Kamailio's figures are the least
-# sure. Highest clean cps (first failed rate) | CPU s per 1,000 calls, active + standby, at 2,000 cps:
-#   tandem               3,000 (3,250)  | 0.183          media anchored: out of file descriptors
-#   tandem-async         3,000 (3,250)  | 0.227 + 0.122  media anchored: out of file descriptors
-#   tandem-sync          2,250 (2,500)  | 0.270 + 0.148  sync timeouts from 2,500 (standby acks late)
-#   tandem-nomedia       9,500 (9,750)  | 0.112
-#   tandem-sync-nomedia  7,250 (7,500)  | 0.134 + 0.032  sync timeouts from 7,500 (ack p99 150 ms)
-#   kamailio-dmq         3,000 (3,250)  | 0.188 + 0.091  B held every dialog (peer_peak = rate), 0 left
-#   kamailio             4,500 (4,750)  | 0.126
-# Targets: sync / no standby >= 0.90: media anchored x0.75, signalling only x0.76 -- NOT met;
-# sync / Kamailio DMQ >= 2: media anchored x0.75 (not met), signalling only x2.42 (met).
-# Two earlier runs the same evening under heavier load (other builds, load average 4-7) gave
-# lower and scattered figures (e.g. Kamailio alone 2,250, kamailio-dmq failing at 1,000 once);
-# a quiet 3 s-step check reached tandem-sync-nomedia >= 9,000 clean: compare ratios within a run.
-# Why media-anchored Tandem stops near 3,000 cps here: each anchored call holds 6 sockets on the
-# active (and the standby binds relay ports for every mirrored call too), so ~3,300 calls at once
-# exhaust the 20,000 descriptors; the steps fail on tandem_media_bind_failures_total, not on CPU.
+# (RATES 1000..12000 by 1000, 10 s steps, REFINE=2, RETRY=1, SYNC_WAIT=50ms, PIN=1, PEER_NICE=-10),
+# twice, then SETUPS="tandem-nomedia tandem-sync-nomedia kamailio-dmq" once more. Other people's
+# builds shared the VM: run A 21:37-21:54 UTC (load average 0.6 -> 1.0, no compiler running),
+# run B 21:16-21:35 (1.3 -> 3.1, builds during the two Kamailio setups), run C 21:56-22:05 (0.3 ->
+# 2.6, stalled% 30-78 during tandem-sync-nomedia's ramp). Highest clean cps (first failed rate), and
+# CPU s per 1,000 calls of the active + the standby at 3,000 cps in run A:
+#                        run A            run B            run C            CPU at 3,000 (A)
+#   tandem               3,000 (3,250)    3,000 (3,250)                     0.183
+#   tandem-async         3,000 (3,250)    3,000 (3,250)                     0.206 + 0.113
+#   tandem-sync          3,000 (3,250)    2,250 (2,500)                     0.174 + 0.102
+#   tandem-nomedia       9,250 (9,500)    9,500 (9,750)    9,500 (9,750)    0.082
+#   tandem-sync-nomedia  6,750 (7,000)    7,250 (7,500)    5,750 (6,000)    0.110 + 0.022
+#   kamailio-dmq         3,750 (4,000)    3,000 (3,250)    3,250 (3,500)    0.153 + 0.078
+#   kamailio             6,750 (7,000)    4,500 (4,750)                     0.092
+# Targets, signalling only (Tandem's media not anchored; Kamailio relays none here):
+#   sync / no standby >= 0.90:      x0.73 (A), x0.76 (B), x0.61 (C)  -- NOT met
+#   sync / Kamailio with DMQ >= 2:  x1.80 (A), x2.42 (B), x1.77 (C)  -- met once in three
+# With media anchored every Tandem setup stops at 3,000-3,250 cps on file descriptors, not CPU:
+# an anchored call holds 6 sockets on the active, and the standby binds relay ports for every
+# mirrored call too, so ~3,300 calls at once exhaust 20,000 descriptors (the failing steps show
+# tandem_media_bind_failures_total, bind_fail). Those ratios (sync / none x1.00 in A, x0.75 in B;
+# sync / Kamailio DMQ x0.80, x0.75) measure the descriptor limit, not replication.
+# What ends Tandem sync is not failed calls but answers sent before the standby's ack came (sync
+# timeouts, ack p99 150-500 ms): run B's 8,000 cps step completed all 80,000 calls, 11,642 of them
+# answered unconfirmed, the active using 0.11 CPU s per 1,000 calls (most of its core). With
+# media anchored the standby also costs ~5x more CPU (0.10-0.15 s per 1,000 calls against 0.02:
+# its relay ports). Kamailio B held every replicated dialog (peer_peak = the rate, 0 left after
+# each step); its steps fail on failed calls from 3,250-4,000 cps.
+
 set -uo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
