@@ -36,7 +36,8 @@
 # standby >= 0.90, sync / Kamailio with DMQ >= 2, with media anchored and signalling only.
 #
 # Measured 2026-11-21 on the project VM (2 vCPU AMD EPYC, Debian 12, kernel 6.18, RLIMIT_NOFILE
-# 20000, hard), SIPp 3.6.1, Kamailio 5.6.3, Tandem built at 352d66f, with the defaults:
+# 20000, hard), SIPp 3.6.1, Kamailio 5.6.3, Tandem's release build of 21:07 UTC (the shared working
+# tree, HEAD 352d66f), with the defaults:
 #   benches/ha-cps.sh
 # (RATES 1000..12000 by 1000, 10 s steps, REFINE=2, RETRY=1, SYNC_WAIT=50ms, PIN=1, PEER_NICE=-10),
 # twice, then SETUPS="tandem-nomedia tandem-sync-nomedia kamailio-dmq" once more. Other people's
