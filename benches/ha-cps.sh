@@ -53,6 +53,8 @@
 #   tandem-sync-nomedia  6,750 (7,000)    7,250 (7,500)    5,750 (6,000)    0.110 + 0.022
 #   kamailio-dmq         3,750 (4,000)    3,000 (3,250)    3,250 (3,500)    0.153 + 0.078
 #   kamailio             6,750 (7,000)    4,500 (4,750)                     0.092
+# Run D, SETUPS="tandem-async tandem-sync" at 22:06-22:10 (load average 0.8 -> 1.5): tandem-async
+# 3,000 (3,250), tandem-sync 2,750 (3,000: 72 and 96 sync timeouts in its two 3,000 cps steps).
 # Targets, signalling only (Tandem's media not anchored; Kamailio relays none here):
 #   sync / no standby >= 0.90:      x0.73 (A), x0.76 (B), x0.61 (C)  -- NOT met
 #   sync / Kamailio with DMQ >= 2:  x1.80 (A), x2.42 (B), x1.77 (C)  -- met once in three
