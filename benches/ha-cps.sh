@@ -55,8 +55,11 @@
 #   kamailio             6,750 (7,000)    4,500 (4,750)                     0.092
 # Run D, SETUPS="tandem-async tandem-sync" at 22:06-22:10 (load average 0.8 -> 1.5): tandem-async
 # 3,000 (3,250), tandem-sync 2,750 (3,000: 72 and 96 sync timeouts in its two 3,000 cps steps).
+# Run E, with a release build of 22:16 (after 1e6c078's batched acks and f2aaef7's link events
+# ahead of SIP), SETUPS="tandem-sync-nomedia tandem-nomedia" RATES="5000 6000 ... 11000", 22:16-22:21
+# (load average 1.1 -> 1.3): tandem-sync-nomedia 7,000 (7,250), tandem-nomedia 9,250 (9,500): x0.76.
 # Targets, signalling only (Tandem's media not anchored; Kamailio relays none here):
-#   sync / no standby >= 0.90:      x0.73 (A), x0.76 (B), x0.61 (C)  -- NOT met
+#   sync / no standby >= 0.90:      x0.73 (A), x0.76 (B), x0.61 (C), x0.76 (E)  -- NOT met
 #   sync / Kamailio with DMQ >= 2:  x1.80 (A), x2.42 (B), x1.77 (C)  -- met once in three
 # With media anchored every Tandem setup stops at 3,000-3,250 cps on file descriptors, not CPU:
 # an anchored call holds 6 sockets on the active, and the standby binds relay ports for every
