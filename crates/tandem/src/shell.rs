@@ -140,6 +140,11 @@ impl CoreTask {
                 Some(request) = self.admin.recv() => self.answer(request, &mut state),
             }
             self.flush(&mut state).await;
+            if self.ha.is_some() {
+                // The replication link's tasks share this thread: under load the loop would find
+                // SIP ready at every turn and hold them (and so the Acks) back.
+                tokio::task::yield_now().await;
+            }
             if state.draining && self.core.active_calls() == 0 {
                 info!("drained: no call left");
                 break;
