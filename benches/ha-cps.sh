@@ -72,6 +72,16 @@
 # media anchored the standby also costs ~5x more CPU (0.10-0.15 s per 1,000 calls against 0.02:
 # its relay ports). Kamailio B held every replicated dialog (peer_peak = the rate, 0 left after
 # each step); its steps fail on failed calls from 3,250-4,000 cps.
+# Run F, after a4c5265 (the core task yields after each turn when HA is on, so the replication
+# link's tasks on the same thread are not held back by SIP), release build of 22:22 in its own
+# target dir, 22:22-22:24 (load average 1.3 -> 1.5):
+#   SETUPS="tandem-sync-nomedia" RATES="7000 8000 9000 10000" REFINE=1 RETRY=0 \
+#     TANDEM_BIN=... TANDEMCTL_BIN=... benches/ha-cps.sh     -> 7,500 clean (8,000: 741 failed)
+#   SETUPS="tandem-nomedia" RATES="9000 9500 10000 10500" REFINE=1 RETRY=0 ... -> 9,250 (9,500)
+#   sync / no standby x0.81 (target 0.90: NOT met); sync / Kamailio DMQ (runs A-C: 3,000-3,750)
+#   x2.0-2.5. What ends sync changed: ack latency p99 5 ms at 7,500 and 7.5 ms at 8,000 (was
+#   150-500 ms), 0 sync timeouts at 7,500 and 34 at 8,000 (was 11,642); the active is out of CPU
+#   at 8,000 (0.120 s per 1,000 calls): sync costs it ~0.10 s per 1,000 calls against 0.08 alone.
 
 set -uo pipefail
 
