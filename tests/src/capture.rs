@@ -54,19 +54,7 @@ impl RtpCapture {
             .arg(&file)
             .arg(format!("udp and ({filter})"));
         let mut guard = ChildGuard::spawn(&format!("tcpdump-{name}"), command, dir, false)?;
-        let stderr = guard.stderr_log().to_path_buf();
-        let listening = wait_for(Instant::now() + Duration::from_secs(5), || {
-            if !guard.is_running() {
-                return Some(false);
-            }
-            std::fs::read_to_string(&stderr)
-                .ok()
-                .filter(|t| t.contains("listening on"))
-                .map(|_| true)
-        });
-        if listening != Some(true) {
-            bail!("tcpdump did not start capturing: {}", file_tail(&stderr, 5));
-        }
+        wait_until_capturing(&mut guard)?;
         Ok(RtpCapture { guard, file })
     }
 
@@ -185,6 +173,25 @@ impl fmt::Display for RtpFlows {
         }
         Ok(())
     }
+}
+
+/// Waits (5 s at most) until the tcpdump in `guard` says it is listening, so that nothing sent
+/// after this returns escapes the capture.
+pub(crate) fn wait_until_capturing(guard: &mut ChildGuard) -> Result<()> {
+    let stderr = guard.stderr_log().to_path_buf();
+    let listening = wait_for(Instant::now() + Duration::from_secs(5), || {
+        if !guard.is_running() {
+            return Some(false);
+        }
+        std::fs::read_to_string(&stderr)
+            .ok()
+            .filter(|t| t.contains("listening on"))
+            .map(|_| true)
+    });
+    if listening != Some(true) {
+        bail!("tcpdump did not start capturing: {}", file_tail(&stderr, 5));
+    }
+    Ok(())
 }
 
 /// RTP version 2 with a full fixed header, and not RTCP (RFC 5761 §4: packet types 192–223).

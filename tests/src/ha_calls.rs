@@ -3,9 +3,9 @@
 //! caller ([`EchoCapture`]), and what that RTP shows per call ([`MediaGaps`]). Shared by the HA
 //! tests (`tests/tests/ha_failover.rs`) and the failover benchmark (`failover-bench`).
 
-use crate::capture::for_each_datagram;
+use crate::capture::{for_each_datagram, wait_until_capturing};
 use crate::netns::{HaOptions, HaStatus, Incident, NsSipp, NsTandem, SecondPath};
-use crate::process::{file_tail, wait_for, ChildGuard};
+use crate::process::{wait_for, ChildGuard};
 use crate::{Node, Sipp, TandemConfig, Topology};
 use anyhow::{bail, ensure, Context, Result};
 use std::collections::BTreeMap;
@@ -256,21 +256,7 @@ impl EchoCapture {
             .arg(&file)
             .arg(filter);
         let mut guard = net.spawn(Node::Caller, name, command, dir, false)?;
-        let stderr = guard.stderr_log().to_owned();
-        let listening = wait_for(secs(5), || {
-            if !guard.is_running() {
-                return Some(false);
-            }
-            std::fs::read_to_string(&stderr)
-                .ok()
-                .filter(|t| t.contains("listening on"))
-                .map(|_| true)
-        });
-        ensure!(
-            listening == Some(true),
-            "tcpdump in caller: {}",
-            file_tail(&stderr, 5)
-        );
+        wait_until_capturing(&mut guard)?;
         Ok(EchoCapture { guard, file })
     }
 
@@ -287,9 +273,18 @@ impl EchoCapture {
 
     /// Waits until echoed RTP arrives for `calls` calls.
     pub fn wait_calls(&self, calls: usize, deadline: Instant) -> Result<()> {
+        self.wait_calls_after(f64::NEG_INFINITY, calls, deadline)
+    }
+
+    /// Waits until echoed RTP captured after `since` (Unix seconds) arrives for `calls` calls.
+    pub fn wait_calls_after(&self, since: f64, calls: usize, deadline: Instant) -> Result<()> {
         let mut seen = 0;
         let all = wait_for(deadline, || {
-            seen = self.arrivals().ok()?.len();
+            let arrivals = self.arrivals().ok()?;
+            seen = arrivals
+                .values()
+                .filter(|times| times.iter().any(|&t| t > since))
+                .count();
             (seen >= calls).then_some(())
         });
         ensure!(

@@ -20,12 +20,12 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tandem_tests::ha_calls::EchoCapture;
 use tandem_tests::keepalived::{keepalived_version, notify_log, tandem_notify, INSTANCE};
 use tandem_tests::netns::{namespaces_left, HaOptions, HaStatus, NsSipp, NsTandem, SecondPath};
-use tandem_tests::process::{file_tail, wait_for, ChildGuard};
+use tandem_tests::process::{file_tail, wait_for};
 use tandem_tests::sipp::Invites;
 use tandem_tests::{
     free_port, need_root, need_tool, Keepalived, KeepalivedConfig, Node, Sipp, TandemConfig,
@@ -239,100 +239,6 @@ fn calls_to_vip(net: &Topology, role: &str, scenario: &str, calls: u32) -> Sipp 
         .timeout(Duration::from_secs(40))
 }
 
-/// tcpdump in `caller`: the echoed RTP arriving at the caller's media port from the VIP, one
-/// source port (relay port) per call.
-struct EchoCapture {
-    guard: ChildGuard,
-    file: PathBuf,
-}
-
-impl EchoCapture {
-    fn start(net: &Topology, dir: &Path, media_port: u16) -> Result<EchoCapture> {
-        let file = dir.join("echo.pcap");
-        let filter = format!("udp and src host {} and dst port {media_port}", net.vip());
-        let mut command = Command::new("tcpdump");
-        command
-            .args([
-                "-i",
-                "svc0",
-                "-n",
-                "-U",
-                "--immediate-mode",
-                "-s",
-                "64",
-                "-w",
-            ])
-            .arg(&file)
-            .arg(filter);
-        let mut guard = net.spawn(Node::Caller, "echo", command, dir, false)?;
-        let stderr = guard.stderr_log().to_owned();
-        let listening = wait_for(secs(5), || {
-            if !guard.is_running() {
-                return Some(false);
-            }
-            std::fs::read_to_string(&stderr)
-                .ok()
-                .filter(|t| t.contains("listening on"))
-                .map(|_| true)
-        });
-        ensure!(
-            listening == Some(true),
-            "tcpdump in caller: {}",
-            file_tail(&stderr, 5)
-        );
-        Ok(EchoCapture { guard, file })
-    }
-
-    /// The relay ports (one per call) whose echoed RTP arrived after `since` (Unix seconds).
-    fn calls_heard_after(&self, since: f64) -> Result<usize> {
-        let output = Command::new("tcpdump")
-            .arg("-r")
-            .arg(&self.file)
-            .args(["-n", "-tt"])
-            .output()
-            .context("tcpdump -r")?;
-        // 1732200000.123456 IP 10.9.0.100.20002 > 10.9.0.10.6000: UDP, length 172
-        let mut ports = std::collections::BTreeSet::new();
-        for line in String::from_utf8_lossy(&output.stdout).lines() {
-            let mut words = line.split_whitespace();
-            let (Some(time), Some(_), Some(source)) = (words.next(), words.next(), words.next())
-            else {
-                continue;
-            };
-            let port = source
-                .rsplit('.')
-                .next()
-                .and_then(|p| p.parse::<u16>().ok());
-            if let (Ok(time), Some(port)) = (time.parse::<f64>(), port) {
-                if time > since {
-                    ports.insert(port);
-                }
-            }
-        }
-        Ok(ports.len())
-    }
-
-    /// Waits until echoed RTP arrived after `since` for `calls` calls.
-    fn wait_calls_after(&self, since: f64, calls: usize, deadline: Instant) -> Result<()> {
-        let mut heard = 0;
-        let all = wait_for(deadline, || {
-            heard = self.calls_heard_after(since).ok()?;
-            (heard >= calls).then_some(())
-        });
-        ensure!(
-            all.is_some(),
-            "echoed RTP reaches the caller for {heard} of {calls} calls"
-        );
-        Ok(())
-    }
-}
-
-impl Drop for EchoCapture {
-    fn drop(&mut self) {
-        let _ = self.guard.signal("INT");
-    }
-}
-
 /// The tests run one at a time (each runs two Tandems, two keepaliveds, SIPp and tcpdump).
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
@@ -366,9 +272,9 @@ fn echo_calls(pair: &mut Pair<'_>, calls: u32) -> Result<(NsSipp, EchoCapture)> 
     let echo = calls_to_vip(net, "caller", "ha_uac_echo.xml", calls);
     let media_port = echo.media_port();
     let caller = net.spawn_sipp(Node::Caller, "caller", echo, &dir)?;
-    let capture = EchoCapture::start(net, &dir, media_port)?;
+    let capture = EchoCapture::start(net, &dir, "echo", media_port)?;
     pair.wait_roles(Node::TandemA, u64::from(calls), secs(20))?;
-    capture.wait_calls_after(0.0, calls as usize, secs(10))?;
+    capture.wait_calls(calls as usize, secs(10))?;
     Ok((caller, capture))
 }
 

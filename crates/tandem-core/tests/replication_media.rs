@@ -47,6 +47,17 @@ fn latched(call: u64, side: MediaSide, source: SocketAddr, rtcp: bool) -> MediaE
     }
 }
 
+/// The relay's report that the stream toward the caller of `call` now follows [`SWITCHED`]'s
+/// source.
+fn switched(call: u64) -> MediaEvent {
+    MediaEvent::Outbound {
+        call,
+        side: MediaSide::Caller,
+        index: 0,
+        stream: SWITCHED,
+    }
+}
+
 const SWITCHED: StreamSnapshot = StreamSnapshot {
     outbound_ssrc: 0x1111,
     last_sequence: 905,
@@ -113,15 +124,7 @@ fn a_switch_of_source_is_recorded_on_the_calls_time_base() {
     let mut net = Net::new();
     let key = answered_call(&mut net, "m2@caller");
     net.advance(Duration::from_secs(30));
-    net.core.handle_media_event(
-        net.now,
-        MediaEvent::Outbound {
-            call: key,
-            side: MediaSide::Caller,
-            index: 0,
-            stream: SWITCHED,
-        },
-    );
+    net.core.handle_media_event(net.now, switched(key));
     let stream = changes(&mut net);
     let [ReplicationChange::Call(call)] = stream.as_slice() else {
         panic!("{stream:?}")
@@ -142,15 +145,7 @@ fn the_promoted_node_gets_the_latched_sources_and_the_stream_in_its_first_plan()
     active
         .core
         .handle_media_event(active.now, latched(key, MediaSide::Caller, natted, false));
-    active.core.handle_media_event(
-        active.now,
-        MediaEvent::Outbound {
-            call: key,
-            side: MediaSide::Caller,
-            index: 0,
-            stream: SWITCHED,
-        },
-    );
+    active.core.handle_media_event(active.now, switched(key));
     // The standby has it all; the active dies ten seconds later.
     active.advance(Duration::from_secs(10));
     let snapshot = active.core.replication_snapshot(active.now);
@@ -175,15 +170,7 @@ fn the_promoted_node_gets_the_latched_sources_and_the_stream_in_its_first_plan()
 fn a_standby_prepares_the_mirrored_calls_relay_ports_and_its_promotion_applies_them() {
     let mut active = Net::new();
     let key = answered_call(&mut active, "m4@caller");
-    active.core.handle_media_event(
-        active.now,
-        MediaEvent::Outbound {
-            call: key,
-            side: MediaSide::Caller,
-            index: 0,
-            stream: SWITCHED,
-        },
-    );
+    active.core.handle_media_event(active.now, switched(key));
     let snapshot = active.core.replication_snapshot(active.now);
     let record = snapshot.calls[0].clone();
 
