@@ -254,8 +254,8 @@ fn bind_side(
 ) -> Result<SidePorts, BindError> {
     let (rtp, rtp_sender) = bind_rtp(address, local.rtp())?;
     let mut rtp = UdpSocket::from_std(rtp);
-    // RTCP is a packet every few seconds: the default buffers hold plenty.
-    let rtcp = bind(address, local.rtcp(), Buffers::DEFAULT, false)?;
+    // RTCP is a packet every few seconds, but a burst (garbage, a flood) must queue, not drop.
+    let rtcp = bind(address, local.rtcp(), Buffers::BOTH, false)?;
     let mut rtcp = UdpSocket::from_std(rtcp.into());
     let register = |socket: &mut UdpSocket, port: Port, number: u16| {
         registry
@@ -311,16 +311,16 @@ struct Buffers {
 }
 
 impl Buffers {
-    const DEFAULT: Buffers = Buffers {
-        receive: false,
-        send: false,
-    };
     const RECEIVE: Buffers = Buffers {
         receive: true,
         send: false,
     };
     const SEND: Buffers = Buffers {
         receive: false,
+        send: true,
+    };
+    const BOTH: Buffers = Buffers {
+        receive: true,
         send: true,
     };
 }
@@ -398,7 +398,7 @@ mod tests {
     fn a_port_held_with_so_reuseport_is_not_shared() {
         // Port 42602.
         let ip: IpAddr = [127, 0, 0, 1].into();
-        let _holder = bind(ip, 42602, Buffers::DEFAULT, true).unwrap();
+        let _holder = bind(ip, 42602, Buffers::RECEIVE, true).unwrap();
         assert!(bind_rtp(ip, 42602).is_err());
     }
 
