@@ -114,20 +114,23 @@ fn micros(duration: Duration) -> u64 {
     u64::try_from(duration.as_micros()).unwrap_or(u64::MAX)
 }
 
-/// The wire record of `call`, taken at wall-clock time `now_unix_ms`.
-pub fn call_to_record(call: &CallSnapshot, now_unix_ms: u64) -> CallRecord {
+/// The wire record of `call`, taken at wall-clock time `now_unix_ms`. Takes the snapshot by value:
+/// its strings move into the record (a change is converted once per delta, on the hot path).
+pub fn call_to_record(call: CallSnapshot, now_unix_ms: u64) -> CallRecord {
     let created_unix_ms = now_unix_ms.saturating_sub(millis(call.age));
     let [toward_caller, toward_server] = call.media.versions;
+    let media = media_to_wire(&call.media, created_unix_ms, call.age);
+    let [caller_sdp, server_sdp] = call.media.bodies;
     CallRecord {
         key: call.key,
         state: state_to_wire(call.state) as i32,
-        caller: Some(leg_to_wire(&call.caller)),
-        server: Some(leg_to_wire(&call.server)),
-        server_name: call.server_name.clone().unwrap_or_default(),
-        media: media_to_wire(&call.media, created_unix_ms, call.age),
+        caller: Some(leg_to_wire(call.caller)),
+        server: Some(leg_to_wire(call.server)),
+        server_name: call.server_name.unwrap_or_default(),
+        media,
         created_unix_ms,
-        caller_sdp: call.media.bodies[0].to_vec(),
-        server_sdp: call.media.bodies[1].to_vec(),
+        caller_sdp: Vec::from(caller_sdp),
+        server_sdp: Vec::from(server_sdp),
         caller_sdp_version: version_to_wire(toward_caller),
         server_sdp_version: version_to_wire(toward_server),
         ..CallRecord::default()
@@ -169,22 +172,15 @@ pub fn call_from_record(
 }
 
 /// The delta announcing `change` as number `seq` of `epoch`.
-pub fn change_to_delta(
-    epoch: u64,
-    seq: u64,
-    change: &ReplicationChange,
-    now_unix_ms: u64,
-) -> Delta {
+pub fn change_to_delta(epoch: u64, seq: u64, change: ReplicationChange, now_unix_ms: u64) -> Delta {
     let change = match change {
-        ReplicationChange::Call(call) => Change::Call(call_to_record(call, now_unix_ms)),
-        ReplicationChange::CallRemoved { key, reason } => Change::CallRemoved(wire::CallRemoved {
-            key: *key,
-            reason: reason.clone(),
-        }),
-        ReplicationChange::ServerHealth { name, up } => Change::Server(wire::ServerHealth {
-            name: name.clone(),
-            up: *up,
-        }),
+        ReplicationChange::Call(call) => Change::Call(call_to_record(*call, now_unix_ms)),
+        ReplicationChange::CallRemoved { key, reason } => {
+            Change::CallRemoved(wire::CallRemoved { key, reason })
+        }
+        ReplicationChange::ServerHealth { name, up } => {
+            Change::Server(wire::ServerHealth { name, up })
+        }
     };
     Delta {
         epoch,
@@ -238,7 +234,7 @@ pub fn snapshot_to_chunks(
         .map(|calls| SnapshotChunk {
             calls: calls
                 .iter()
-                .map(|c| call_to_record(c, now_unix_ms))
+                .map(|c| call_to_record(c.clone(), now_unix_ms))
                 .collect(),
             ..empty_chunk()
         })
@@ -326,17 +322,17 @@ fn state_from_wire(key: u64, value: i32) -> Result<CallState, ConvertError> {
     }
 }
 
-fn leg_to_wire(leg: &Leg) -> wire::Leg {
+fn leg_to_wire(leg: Leg) -> wire::Leg {
     wire::Leg {
-        call_id: leg.call_id.clone(),
-        local_tag: leg.local_tag.clone(),
-        remote_tag: leg.remote_tag.clone().unwrap_or_default(),
-        local_party: leg.local_party.clone(),
-        remote_party: leg.remote_party.clone(),
+        call_id: leg.call_id,
+        local_tag: leg.local_tag,
+        remote_tag: leg.remote_tag.unwrap_or_default(),
+        local_party: leg.local_party,
+        remote_party: leg.remote_party,
         local_cseq: leg.local_cseq,
         remote_cseq: leg.remote_cseq,
-        remote_target: leg.remote_target.clone(),
-        route_set: leg.route_set.clone(),
+        remote_target: leg.remote_target,
+        route_set: leg.route_set,
         transport: match leg.peer.transport {
             Transport::Udp => wire::Transport::Udp,
             Transport::Tcp => wire::Transport::Tcp,

@@ -42,9 +42,11 @@ pub mod convert;
 pub mod incident;
 pub mod mirror;
 pub mod outbox;
+pub mod outgoing;
 pub mod role;
 
 pub use incident::{Incident, IncidentKind, IncidentLog, StepName, WallClock};
 pub use mirror::{CallChange, Mirror, MirrorError, MirrorState, MirroredMedia};
 pub use outbox::{HelloOutcome, Lag, Outbox, OutboxConfig, OutboxError};
+pub use outgoing::{Outgoing, WriteError};
 pub use role::{Action, AddressOwner, NodeRole, Progress, Role, RoleConfig, RoleError, RoleStatus};

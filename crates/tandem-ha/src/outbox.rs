@@ -12,7 +12,7 @@
 //! The shell drives it like this:
 //!
 //! ```text
-//! while let Some((seq, change)) = core.poll_replication() { outbox.push(now, unix_ms, seq, &change) }
+//! while let Some((seq, change)) = core.poll_replication() { outbox.push(now, unix_ms, seq, change) }
 //! if outbox.poll_need_snapshot() { outbox.begin_snapshot(now, unix_ms, core.replication_snapshot(now)) }
 //! while stream has room { let Some(msg) = outbox.poll_send() else { break }; send(msg) }
 //! on Ack: if let Some(seq) = outbox.handle_ack(now, &ack) { core.handle_replication_ack(now, seq) }
@@ -26,11 +26,14 @@
 //! [`Core::replication_snapshot`]: tandem_core::Core::replication_snapshot
 
 use crate::convert::{change_to_delta, snapshot_to_chunks};
+use crate::outgoing::Outgoing;
+use bytes::Bytes;
+use prost::Message;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 use tandem_core::{ReplicaSnapshot, ReplicationChange};
 use tandem_proto::replication::v1::SnapshotChunk;
-use tandem_proto::replication::v1::{active_message::Kind, Ack, ActiveMessage, Delta, Hello};
+use tandem_proto::replication::v1::{active_message::Kind, Ack, ActiveMessage, Hello};
 
 /// Bounds of the outbox.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -177,11 +180,12 @@ impl AckLatency {
     }
 }
 
-/// A delta kept for sending and resuming.
+/// A delta kept for sending and resuming, encoded once (an `ActiveMessage` carrying it).
 #[derive(Debug)]
 struct Kept {
+    seq: u64,
     pushed: Instant,
-    delta: Delta,
+    encoded: Bytes,
 }
 
 /// Where the connected standby is.
@@ -290,7 +294,7 @@ impl Outbox {
         now: Instant,
         unix_ms: u64,
         seq: u64,
-        change: &ReplicationChange,
+        change: ReplicationChange,
     ) -> Result<(), OutboxError> {
         let mut result = Ok(());
         if self.last_seq != 0 && seq != self.last_seq + 1 {
@@ -308,9 +312,14 @@ impl Outbox {
                 self.go_stale("changes out of order");
             }
         }
+        let delta = change_to_delta(self.epoch, seq, change, unix_ms);
+        let message = ActiveMessage {
+            kind: Some(Kind::Delta(delta)),
+        };
         self.ring.push_back(Kept {
+            seq,
             pushed: now,
-            delta: change_to_delta(self.epoch, seq, change, unix_ms),
+            encoded: Bytes::from(message.encode_to_vec()),
         });
         self.last_seq = seq;
         while self.ring.len() > self.config.ring_capacity.max(1) {
@@ -422,7 +431,7 @@ impl Outbox {
 
     /// The next message for the standby: snapshot chunks first, then deltas in order. `None` when
     /// there is nothing to send (call again after the next push or snapshot).
-    pub fn poll_send(&mut self) -> Option<ActiveMessage> {
+    pub fn poll_send(&mut self) -> Option<Outgoing> {
         let kind = match &mut self.session {
             Session::Disconnected | Session::NeedSnapshot => return None,
             Session::Snapshot { chunks, .. } if !chunks.is_empty() => {
@@ -436,10 +445,10 @@ impl Outbox {
                 let kept = self.ring.get(index)?;
                 self.cursor += 1;
                 self.metrics.deltas_sent += 1;
-                Kind::Delta(kept.delta.clone())
+                return Some(Outgoing::Encoded(kept.encoded.clone()));
             }
         };
-        Some(ActiveMessage { kind: Some(kind) })
+        Some(Outgoing::from(ActiveMessage { kind: Some(kind) }))
     }
 
     /// A cumulative ack from the standby. Returns the sequence number the core may now treat as
@@ -528,7 +537,7 @@ impl Outbox {
     fn oldest_kept(&self) -> u64 {
         self.ring
             .front()
-            .map(|k| k.delta.seq)
+            .map(|k| k.seq)
             .unwrap_or(self.last_seq + 1)
     }
 
@@ -589,7 +598,7 @@ mod tests {
         let mut outbox = streaming(t0);
         for seq in 1..=4 {
             outbox
-                .push(t0 + ms(seq), 0, seq, &health(seq % 2 == 0))
+                .push(t0 + ms(seq), 0, seq, health(seq % 2 == 0))
                 .unwrap();
         }
         while outbox.poll_send().is_some() {}

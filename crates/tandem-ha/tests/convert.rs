@@ -197,7 +197,7 @@ fn without_conn(mut call: CallSnapshot) -> CallSnapshot {
 proptest! {
     #[test]
     fn call_records_round_trip_through_the_wire(call in call()) {
-        let bytes = call_to_record(&call, NOW_UNIX_MS).encode_to_vec();
+        let bytes = call_to_record(call.clone(), NOW_UNIX_MS).encode_to_vec();
         let record = wire::CallRecord::decode(bytes.as_slice()).unwrap();
         let back = call_from_record(&record, NOW_UNIX_MS).unwrap();
         prop_assert_eq!(back, without_conn(call));
@@ -206,7 +206,7 @@ proptest! {
     #[test]
     fn deltas_round_trip(call in call(), seq in any::<u64>(), epoch in any::<u64>()) {
         let change = ReplicationChange::Call(Box::new(call.clone()));
-        let delta = change_to_delta(epoch, seq, &change, NOW_UNIX_MS);
+        let delta = change_to_delta(epoch, seq, change.clone(), NOW_UNIX_MS);
         let delta = wire::Delta::decode(delta.encode_to_vec().as_slice()).unwrap();
         prop_assert_eq!((delta.epoch, delta.seq), (epoch, seq));
         let back = change_from_delta(&delta, NOW_UNIX_MS).unwrap();
@@ -220,7 +220,7 @@ proptest! {
         text in ".*",
         number in any::<i32>(),
     ) {
-        let mut record = call_to_record(&call, NOW_UNIX_MS);
+        let mut record = call_to_record(call.clone(), NOW_UNIX_MS);
         match field {
             0 => record.caller.as_mut().unwrap().peer = text,
             1 => record.state = number,
@@ -241,7 +241,7 @@ proptest! {
 #[test]
 fn unreadable_fields_name_the_problem() {
     let call = sample_call(7, Duration::from_secs(30));
-    let mut record = call_to_record(&call, NOW_UNIX_MS);
+    let mut record = call_to_record(call.clone(), NOW_UNIX_MS);
     record.caller.as_mut().unwrap().peer = "not-an-address".to_owned();
     assert!(matches!(
         call_from_record(&record, NOW_UNIX_MS),
@@ -252,7 +252,7 @@ fn unreadable_fields_name_the_problem() {
         })
     ));
 
-    let mut record = call_to_record(&call, NOW_UNIX_MS);
+    let mut record = call_to_record(call.clone(), NOW_UNIX_MS);
     record.media[0].server.as_mut().unwrap().relay_rtp_port = 20_001;
     assert_eq!(
         call_from_record(&record, NOW_UNIX_MS),
@@ -262,21 +262,21 @@ fn unreadable_fields_name_the_problem() {
         })
     );
 
-    let mut record = call_to_record(&call, NOW_UNIX_MS);
+    let mut record = call_to_record(call.clone(), NOW_UNIX_MS);
     record.media[0].server.as_mut().unwrap().relay_rtp_port = 70_000;
     assert!(matches!(
         call_from_record(&record, NOW_UNIX_MS),
         Err(ConvertError::BadPort { port: 70_000, .. })
     ));
 
-    let mut record = call_to_record(&call, NOW_UNIX_MS);
+    let mut record = call_to_record(call.clone(), NOW_UNIX_MS);
     record.state = wire::CallState::Unspecified as i32;
     assert!(matches!(
         call_from_record(&record, NOW_UNIX_MS),
         Err(ConvertError::UnknownEnum { field: "state", .. })
     ));
 
-    let mut record = call_to_record(&call, NOW_UNIX_MS);
+    let mut record = call_to_record(call.clone(), NOW_UNIX_MS);
     record.server = None;
     assert_eq!(
         call_from_record(&record, NOW_UNIX_MS),
@@ -300,7 +300,7 @@ fn unreadable_fields_name_the_problem() {
 #[test]
 fn the_age_travels_as_a_creation_time() {
     let call = sample_call(1, Duration::from_millis(90_000));
-    let record = call_to_record(&call, NOW_UNIX_MS);
+    let record = call_to_record(call.clone(), NOW_UNIX_MS);
     assert_eq!(record.created_unix_ms, NOW_UNIX_MS - 90_000);
     let later = call_from_record(&record, NOW_UNIX_MS + 10_000).unwrap();
     assert_eq!(later.age, Duration::from_millis(100_000));
@@ -350,7 +350,7 @@ fn removals_and_server_health_round_trip() {
             up: false,
         },
     ] {
-        let delta = change_to_delta(2, 5, &change, NOW_UNIX_MS);
+        let delta = change_to_delta(2, 5, change.clone(), NOW_UNIX_MS);
         assert_eq!(
             change_from_delta(&delta, NOW_UNIX_MS).unwrap(),
             Some(change)
@@ -384,7 +384,7 @@ fn latched_sources_versions_and_outbound_streams_travel_on_the_record() {
         }),
         None,
     ]];
-    let record = call_to_record(&call, NOW_UNIX_MS);
+    let record = call_to_record(call.clone(), NOW_UNIX_MS);
     let caller = record.media[0].caller.as_ref().unwrap();
     assert_eq!(caller.latched_rtp, "198.51.100.7:61000");
     let continuity = caller.outbound.as_ref().unwrap();
@@ -420,7 +420,7 @@ fn damaged_continuity_is_an_error() {
             source: None,
         }),
     ]];
-    let mut record = call_to_record(&call, NOW_UNIX_MS);
+    let mut record = call_to_record(call.clone(), NOW_UNIX_MS);
     let server = record.media[0].server.as_mut().unwrap();
     server.outbound.as_mut().unwrap().sequence = 70_000;
     assert_eq!(

@@ -220,9 +220,11 @@ fn acknowledgements_are_cumulative_and_coalesced() {
     }
     let outbox = a.outbox.as_mut().unwrap();
     while let Some((seq, change)) = a.core.poll_replication(unix_ms) {
-        outbox.push(now, unix_ms, seq, &change).unwrap();
+        outbox.push(now, unix_ms, seq, change).unwrap();
     }
-    let messages: Vec<_> = std::iter::from_fn(|| outbox.poll_send()).collect();
+    let messages: Vec<_> = std::iter::from_fn(|| outbox.poll_send())
+        .map(|m| m.into_message().unwrap())
+        .collect();
     assert_eq!(messages.len(), 5);
     let last = outbox.last_seq();
     let b = net.node_mut("b");

@@ -118,8 +118,14 @@ impl Core {
                 origin: tx,
             },
         );
-        // Both legs' CSeq moved (and the media, for an offer): the standby follows.
-        self.replicate_call(now, key);
+        // Both legs' CSeq moved (and the media, for an offer): the standby follows. Not for a BYE:
+        // its 2xx removes the call from the standby anyway, and a standby promoted before that
+        // holds the call as confirmed, one CSeq behind, so the peer's retransmitted BYE is relayed
+        // with the number the lost one had (a repeat, never an out-of-order request). That spares
+        // a full call record per call on the hot path.
+        if method != Method::Bye {
+            self.replicate_call(now, key);
+        }
     }
 
     /// A response to a request Tandem relayed from leg `from_side`.

@@ -645,7 +645,7 @@ impl Net {
         let node = &mut self.nodes[i];
         let progress = if let Some(outbox) = node.outbox.as_mut() {
             while let Some((seq, change)) = node.core.poll_replication(unix_ms) {
-                outbox.push(now, unix_ms, seq, &change).unwrap();
+                outbox.push(now, unix_ms, seq, change).unwrap();
             }
             outbox.handle_timeout(now);
             if outbox.poll_need_snapshot() {
@@ -653,7 +653,7 @@ impl Net {
                 outbox.begin_snapshot(now, unix_ms, snapshot).unwrap();
             }
             while let Some(message) = outbox.poll_send() {
-                out.push(Msg::Active(Box::new(message)));
+                out.push(Msg::Active(Box::new(message.into_message().unwrap())));
             }
             Progress::Active {
                 last_seq: outbox.last_seq(),

@@ -37,8 +37,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use tandem_core::ids::IdGenerator;
+use tandem_ha::Outgoing;
 use tandem_proto::replication::v1::replication_client::ReplicationClient;
-use tandem_proto::replication::v1::replication_server::{Replication, ReplicationServer};
 use tandem_proto::replication::v1::{ActiveMessage, StandbyMessage};
 use tandem_sip::{HeaderName, Method, RequestBuilder};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -48,9 +48,12 @@ use tokio::task::AbortHandle;
 use tokio::time::{Instant, Sleep};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::Stream;
+use tonic::codegen::BoxFuture;
 use tonic::transport::server::{Connected, TcpConnectInfo};
 use tonic::transport::{Channel, Endpoint, Server};
 use tonic::{Request, Response, Status, Streaming};
+
+use super::route::{ReplicationRoute, StreamAcceptor};
 use tracing::{debug, warn};
 
 /// Identifies one accepted standby stream on the server side.
@@ -138,11 +141,12 @@ impl LinkHandle {
             tasks: Tasks::default(),
         });
         let (kill, killed) = watch::channel(());
-        let service = ReplicationServer::new(ReplicationService {
-            shared: shared.clone(),
-        })
-        .max_decoding_message_size(MAX_MESSAGE_BYTES)
-        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        let service = ReplicationRoute::new(
+            ReplicationService {
+                shared: shared.clone(),
+            },
+            MAX_MESSAGE_BYTES,
+        );
         let serve = Server::builder()
             .http2_keepalive_interval(Some(KEEPALIVE))
             .http2_keepalive_timeout(Some(KEEPALIVE))
@@ -169,11 +173,11 @@ impl LinkHandle {
     }
 
     /// Server side: sends on an accepted stream; false when it is full or gone.
-    pub fn send_to_standby(&self, stream: StreamId, msg: ActiveMessage) -> bool {
+    pub fn send_to_standby(&self, stream: StreamId, msg: impl Into<Outgoing>) -> bool {
         let standbys = lock(&self.shared.standbys);
         standbys
             .get(&stream)
-            .is_some_and(|accepted| accepted.outbound.try_send(Ok(msg)).is_ok())
+            .is_some_and(|accepted| accepted.outbound.try_send(Ok(msg.into())).is_ok())
     }
 
     /// Whether an accepted stream can take another message now.
@@ -289,7 +293,7 @@ impl Shared {
 #[derive(Debug)]
 struct Accepted {
     /// Feeds the response stream; dropping it ends the stream once what is queued went out.
-    outbound: mpsc::Sender<Result<ActiveMessage, Status>>,
+    outbound: mpsc::Sender<Result<Outgoing, Status>>,
     /// Dropping it stops the stream's reader.
     _stop_reader: oneshot::Sender<()>,
 }
@@ -367,40 +371,44 @@ struct ReplicationService {
     shared: Arc<Shared>,
 }
 
-#[tonic::async_trait]
-impl Replication for ReplicationService {
-    type StreamStream = ReceiverStream<Result<ActiveMessage, Status>>;
-
-    async fn stream(
+impl StreamAcceptor for ReplicationService {
+    fn accept(
         &self,
         request: Request<Streaming<StandbyMessage>>,
-    ) -> Result<Response<Self::StreamStream>, Status> {
-        let peer = request.remote_addr().unwrap_or(UNKNOWN_PEER);
-        let inbound = request.into_inner();
-        let shared = &self.shared;
-        let stream = shared.next_stream.fetch_add(1, Ordering::Relaxed);
-        let (outbound, outbound_rx) = mpsc::channel(shared.queue);
-        let (stop_reader, stopped) = oneshot::channel();
-        lock(&shared.standbys).insert(
-            stream,
-            Accepted {
-                outbound,
-                _stop_reader: stop_reader,
-            },
-        );
-        debug!(stream, %peer, "standby stream accepted");
-        if !shared
-            .emit(LinkEvent::StandbyConnected { stream, peer })
-            .await
-        {
-            lock(&shared.standbys).remove(&stream);
-            return Err(Status::unavailable("node shutting down"));
-        }
-        shared
-            .tasks
-            .spawn(read_standby(shared.clone(), stream, inbound, stopped));
-        Ok(Response::new(ReceiverStream::new(outbound_rx)))
+    ) -> BoxFuture<Response<ReceiverStream<Result<Outgoing, Status>>>, Status> {
+        Box::pin(accept_standby(self.shared.clone(), request))
     }
+}
+
+/// Registers an accepted standby stream and starts its reader.
+async fn accept_standby(
+    shared: Arc<Shared>,
+    request: Request<Streaming<StandbyMessage>>,
+) -> Result<Response<ReceiverStream<Result<Outgoing, Status>>>, Status> {
+    let peer = request.remote_addr().unwrap_or(UNKNOWN_PEER);
+    let inbound = request.into_inner();
+    let stream = shared.next_stream.fetch_add(1, Ordering::Relaxed);
+    let (outbound, outbound_rx) = mpsc::channel(shared.queue);
+    let (stop_reader, stopped) = oneshot::channel();
+    lock(&shared.standbys).insert(
+        stream,
+        Accepted {
+            outbound,
+            _stop_reader: stop_reader,
+        },
+    );
+    debug!(stream, %peer, "standby stream accepted");
+    if !shared
+        .emit(LinkEvent::StandbyConnected { stream, peer })
+        .await
+    {
+        lock(&shared.standbys).remove(&stream);
+        return Err(Status::unavailable("node shutting down"));
+    }
+    shared
+        .tasks
+        .spawn(read_standby(shared.clone(), stream, inbound, stopped));
+    Ok(Response::new(ReceiverStream::new(outbound_rx)))
 }
 
 /// Forwards one accepted stream's messages until the peer ends it, it fails, or the core closes

@@ -4,5 +4,6 @@
 pub mod address;
 pub mod link;
 pub mod node;
+mod route;
 
 pub use node::HaNode;

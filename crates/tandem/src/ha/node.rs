@@ -317,7 +317,7 @@ impl HaNode {
         }
         while let Some((seq, change)) = core.poll_replication() {
             if let Some(outbox) = &mut self.outbox {
-                if let Err(error) = outbox.push(at, wall, seq, &change) {
+                if let Err(error) = outbox.push(at, wall, seq, change) {
                     error!(%error, "replication change out of order");
                 }
             }
