@@ -137,13 +137,14 @@ pub fn call_to_record(call: CallSnapshot, now_unix_ms: u64) -> CallRecord {
     }
 }
 
-/// The call `record` describes, with its age as of wall-clock time `now_unix_ms`.
+/// The call `record` describes, with its age as of wall-clock time `now_unix_ms`. Takes the record
+/// by value: its strings and SDP bodies move into the call (a standby converts every delta).
 pub fn call_from_record(
-    record: &CallRecord,
+    record: CallRecord,
     now_unix_ms: u64,
 ) -> Result<CallSnapshot, ConvertError> {
     let key = record.key;
-    let leg = |leg: &Option<wire::Leg>, side| match leg {
+    let leg = |leg: Option<wire::Leg>, side| match leg {
         Some(leg) => leg_from_wire(key, leg),
         None => Err(ConvertError::MissingLeg { key, side }),
     };
@@ -157,15 +158,15 @@ pub fn call_from_record(
         version_from_wire(record.server_sdp_version.as_ref()),
     ];
     media.bodies = [
-        Bytes::copy_from_slice(&record.caller_sdp),
-        Bytes::copy_from_slice(&record.server_sdp),
+        Bytes::from(record.caller_sdp),
+        Bytes::from(record.server_sdp),
     ];
     Ok(CallSnapshot {
         key,
         state: state_from_wire(key, record.state)?,
-        caller: leg(&record.caller, "caller")?,
-        server: leg(&record.server, "server")?,
-        server_name: non_empty(&record.server_name),
+        caller: leg(record.caller, "caller")?,
+        server: leg(record.server, "server")?,
+        server_name: (!record.server_name.is_empty()).then_some(record.server_name),
         media,
         age: Duration::from_millis(now_unix_ms.saturating_sub(record.created_unix_ms)),
     })
@@ -200,7 +201,7 @@ pub fn change_from_delta(
     };
     Ok(match change {
         Change::Call(record) => Some(ReplicationChange::Call(Box::new(call_from_record(
-            record,
+            record.clone(),
             now_unix_ms,
         )?))),
         Change::CallRemoved(removed) => Some(ReplicationChange::CallRemoved {
@@ -269,7 +270,9 @@ pub fn snapshot_from_chunks(
     for chunk in chunks {
         snapshot.seq = chunk.seq;
         for record in &chunk.calls {
-            snapshot.calls.push(call_from_record(record, now_unix_ms)?);
+            snapshot
+                .calls
+                .push(call_from_record(record.clone(), now_unix_ms)?);
         }
         snapshot
             .servers
@@ -293,10 +296,6 @@ pub fn standby_heartbeat(heartbeat: wire::Heartbeat) -> wire::StandbyMessage {
     wire::StandbyMessage {
         kind: Some(wire::standby_message::Kind::Heartbeat(heartbeat)),
     }
-}
-
-fn non_empty(text: &str) -> Option<String> {
-    (!text.is_empty()).then(|| text.to_owned())
 }
 
 fn state_to_wire(state: CallState) -> wire::CallState {
@@ -341,7 +340,7 @@ fn leg_to_wire(leg: Leg) -> wire::Leg {
     }
 }
 
-fn leg_from_wire(key: u64, leg: &wire::Leg) -> Result<Leg, ConvertError> {
+fn leg_from_wire(key: u64, leg: wire::Leg) -> Result<Leg, ConvertError> {
     let addr = parse_addr(key, "leg peer", &leg.peer)?;
     let peer = match wire::Transport::try_from(leg.transport) {
         Ok(wire::Transport::Udp) => Peer::udp(addr),
@@ -355,15 +354,15 @@ fn leg_from_wire(key: u64, leg: &wire::Leg) -> Result<Leg, ConvertError> {
         }
     };
     Ok(Leg {
-        call_id: leg.call_id.clone(),
-        local_tag: leg.local_tag.clone(),
-        remote_tag: non_empty(&leg.remote_tag),
-        local_party: leg.local_party.clone(),
-        remote_party: leg.remote_party.clone(),
+        call_id: leg.call_id,
+        local_tag: leg.local_tag,
+        remote_tag: (!leg.remote_tag.is_empty()).then_some(leg.remote_tag),
+        local_party: leg.local_party,
+        remote_party: leg.remote_party,
         local_cseq: leg.local_cseq,
         remote_cseq: leg.remote_cseq,
-        remote_target: leg.remote_target.clone(),
-        route_set: leg.route_set.clone(),
+        remote_target: leg.remote_target,
+        route_set: leg.route_set,
         peer,
     })
 }

@@ -81,15 +81,16 @@ struct State {
 }
 
 impl State {
-    fn apply_call(&mut self, record: &wire::CallRecord) -> Result<(), ConvertError> {
+    fn apply_call(&mut self, record: wire::CallRecord) -> Result<(), ConvertError> {
         // Converted at its own creation time: age 0 now, recomputed in `to_snapshot`.
-        let call = call_from_record(record, record.created_unix_ms)?;
+        let created_unix_ms = record.created_unix_ms;
+        let call = call_from_record(record, created_unix_ms)?;
         self.next_call_key = self.next_call_key.max(call.key.saturating_add(1));
         self.calls.insert(
             call.key,
             Mirrored {
                 call,
-                created_unix_ms: record.created_unix_ms,
+                created_unix_ms,
             },
         );
         Ok(())
@@ -183,7 +184,7 @@ impl Mirror {
     ) -> Result<Option<wire::Heartbeat>, MirrorError> {
         match message.kind {
             Some(Kind::Snapshot(chunk)) => self.handle_chunk(&chunk).map(|()| None),
-            Some(Kind::Delta(delta)) => self.handle_delta(&delta).map(|()| None),
+            Some(Kind::Delta(delta)) => self.handle_delta(delta).map(|()| None),
             Some(Kind::Heartbeat(heartbeat)) => Ok(Some(heartbeat)),
             None => Ok(None),
         }
@@ -208,7 +209,7 @@ impl Mirror {
             return Ok(());
         };
         for record in &chunk.calls {
-            if let Err(error) = loading.apply_call(record) {
+            if let Err(error) = loading.apply_call(record.clone()) {
                 return Err(self.break_stream(error.into()));
             }
         }
@@ -236,7 +237,7 @@ impl Mirror {
     }
 
     /// Applies one delta.
-    pub fn handle_delta(&mut self, delta: &wire::Delta) -> Result<(), MirrorError> {
+    pub fn handle_delta(&mut self, delta: wire::Delta) -> Result<(), MirrorError> {
         match self.state {
             MirrorState::NeedsResync => return Ok(()),
             MirrorState::Synced => {}
@@ -259,12 +260,13 @@ impl Mirror {
                 got: delta.seq,
             }));
         }
-        match &delta.change {
+        match delta.change {
             Some(Change::Call(record)) => {
+                let key = record.key;
                 if let Err(error) = self.current.apply_call(record) {
                     return Err(self.break_stream(error.into()));
                 }
-                self.changed.push(record.key);
+                self.changed.push(key);
             }
             Some(Change::CallRemoved(removed)) => {
                 self.current.calls.remove(&removed.key);

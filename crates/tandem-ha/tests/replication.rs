@@ -190,7 +190,7 @@ fn a_gap_in_the_deltas_makes_the_mirror_ask_for_a_snapshot() {
             reason: String::new(),
         })),
     };
-    assert!(mirror.handle_delta(&removal(applied + 2)).is_err());
+    assert!(mirror.handle_delta(removal(applied + 2)).is_err());
     assert_eq!(mirror.state(), MirrorState::NeedsResync);
     assert_eq!(mirror.calls(), 3, "the last complete state stays");
     let hello = mirror.hello("b", 1);
@@ -201,7 +201,7 @@ fn a_gap_in_the_deltas_makes_the_mirror_ask_for_a_snapshot() {
     let mirror = &mut net.node_mut("b").mirror;
     let mut other_epoch = removal(mirror.applied_seq() + 1);
     other_epoch.epoch = 7;
-    assert!(mirror.handle_delta(&other_epoch).is_err());
+    assert!(mirror.handle_delta(other_epoch).is_err());
     assert!(mirror.needs_resync());
     assert_eq!(mirror.poll_ack(), None);
 
