@@ -15,9 +15,10 @@
 //! the node. N is derived from the prefix; as each topology has its own bridges, two topologies
 //! could even share N without seeing each other.
 //!
-//! The tandem namespaces have `net.ipv4.ip_nonlocal_bind=1`: a standby can bind the VIP (SIP and
-//! relay ports) before it owns it, and starts receiving on those sockets the moment the address is
-//! added to its interface.
+//! The tandem namespaces keep `net.ipv4.ip_nonlocal_bind` at its default 0: a standby binds the VIP
+//! (SIP and relay ports) before it owns it through `IP_FREEBIND`, as on an operator's host without
+//! that sysctl, and starts receiving on those sockets the moment the address is added to its
+//! interface.
 //!
 //! Every process started in a namespace, and anything it forked, is killed by pid when the topology
 //! is dropped (the pids come from `ip netns pids`); then the namespaces are deleted. A topology built
@@ -204,8 +205,9 @@ impl Topology {
                 self.plug(node, net)?;
             }
         }
+        // Explicitly off (the default), so binding the VIP early is Tandem's own doing.
         for node in Node::TANDEMS {
-            self.set_sysctl(node, "net/ipv4/ip_nonlocal_bind", "1")?;
+            self.set_sysctl(node, "net/ipv4/ip_nonlocal_bind", "0")?;
         }
         Ok(())
     }
@@ -592,6 +594,16 @@ impl Topology {
     /// [`Topology::exec`] of a command line whose arguments are separated by spaces.
     fn exec_line(&self, node: Node, line: &str) -> Result<Output> {
         self.exec(node, &line.split_whitespace().collect::<Vec<_>>())
+    }
+
+    /// Lets the Tandem namespaces bind addresses they do not hold (`net.ipv4.ip_nonlocal_bind=1`):
+    /// for a Tandem without `[ha]` listening on a VIP that something else moves (an operator's
+    /// plain keepalived set-up). A node with `[ha.vip]` needs no sysctl (`IP_FREEBIND`).
+    pub fn allow_nonlocal_bind(&self) -> Result<()> {
+        for node in Node::TANDEMS {
+            self.set_sysctl(node, "net/ipv4/ip_nonlocal_bind", "1")?;
+        }
+        Ok(())
     }
 
     fn set_sysctl(&self, node: Node, key: &str, value: &str) -> Result<()> {

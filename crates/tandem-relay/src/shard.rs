@@ -102,6 +102,7 @@ impl Shard {
             settings: StreamSettings {
                 address: config.address,
                 policies: [config.caller_latch, config.server_latch],
+                free_bind: false,
             },
             inactivity: config.inactivity_timeout,
             streams: Streams::default(),
@@ -226,6 +227,11 @@ impl Shard {
         if call.call_id != plan.call_id {
             call.call_id.clone_from(&plan.call_id);
         }
+        // A prepared session binds on the service address this node does not hold yet.
+        let settings = StreamSettings {
+            free_bind: call.prepared,
+            ..self.settings
+        };
         let registry = self.poll.registry();
         let mut previous = std::mem::take(&mut call.streams);
         // Match existing streams by m-line index; close the ones the plan dropped first, so their
@@ -249,7 +255,7 @@ impl Shard {
             let result = match existing {
                 Some(slot) => self
                     .streams
-                    .update(registry, slot, wanted, self.settings.address, now)
+                    .update(registry, slot, wanted, settings, now)
                     .map(|()| {
                         if adopting {
                             self.streams.adopt(slot, wanted, now);
@@ -258,12 +264,12 @@ impl Shard {
                     }),
                 None => self
                     .streams
-                    .open(registry, plan.call, wanted, self.settings, now),
+                    .open(registry, plan.call, wanted, settings, now),
             };
             match result {
                 Ok(slot) => call.streams.push(slot),
-                // Without `ip_nonlocal_bind` a standby cannot bind the address it does not hold;
-                // the call's Apply binds after the takeover.
+                // A prepared port that cannot be bound (taken by another process, or free binding
+                // refused) is bound by the call's Apply after the takeover.
                 Err(BindError { port, error }) if call.prepared => {
                     tracing::debug!(call = plan.call, call_id = %plan.call_id, index = wanted.index, port, %error, "prepared relay port cannot be bound yet");
                 }

@@ -100,6 +100,10 @@ pub(crate) struct StreamSettings {
     pub(crate) address: IpAddr,
     /// Latch policy per side index.
     pub(crate) policies: [LatchPolicy; 2],
+    /// Bind even when `address` is not (yet) this host's (`IP_FREEBIND`): a standby's prepared
+    /// sessions, on the service address it takes over later. Live sessions bind plainly, so a
+    /// wrong media address fails loudly instead of binding where no packet ever comes.
+    pub(crate) free_bind: bool,
 }
 
 /// The shard's streams, in stable slots.
@@ -136,11 +140,14 @@ impl Streams {
         now: Instant,
     ) -> Result<usize, BindError> {
         let slot = self.free.pop().unwrap_or(self.slots.len());
-        let bound =
-            bind_side(registry, settings.address, plan.caller.local, slot, 0).and_then(|caller| {
-                let server = bind_side(registry, settings.address, plan.server.local, slot, 1);
-                server.map(|server| [caller, server])
-            });
+        let at = Local {
+            address: settings.address,
+            free_bind: settings.free_bind,
+        };
+        let bound = bind_side(registry, at, plan.caller.local, slot, 0).and_then(|caller| {
+            let server = bind_side(registry, at, plan.server.local, slot, 1);
+            server.map(|server| [caller, server])
+        });
         let ports = match bound {
             Ok(ports) => ports,
             Err(error) => {
@@ -177,9 +184,13 @@ impl Streams {
         registry: &Registry,
         slot: usize,
         plan: &StreamPlan,
-        address: IpAddr,
+        settings: StreamSettings,
         now: Instant,
     ) -> Result<(), BindError> {
+        let at = Local {
+            address: settings.address,
+            free_bind: settings.free_bind,
+        };
         let Some(stream) = self.get_mut(slot) else {
             return Ok(());
         };
@@ -188,7 +199,7 @@ impl Streams {
             let i = side_index(side);
             if stream.ports[i].local != endpoint.local {
                 // The old sockets close when replaced (see `close`).
-                match bind_side(registry, address, endpoint.local, slot, i) {
+                match bind_side(registry, at, endpoint.local, slot, i) {
                     Ok(fresh) => stream.ports[i] = fresh,
                     Err(error) => {
                         self.close(slot);
@@ -245,17 +256,25 @@ pub(crate) fn untoken(token: Token) -> (usize, usize, Port) {
     (token.0 / 4, (token.0 / 2) & 1, port)
 }
 
+/// Where a stream's sockets bind.
+#[derive(Debug, Clone, Copy)]
+struct Local {
+    address: IpAddr,
+    /// `IP_FREEBIND` ([`StreamSettings::free_bind`]).
+    free_bind: bool,
+}
+
 fn bind_side(
     registry: &Registry,
-    address: IpAddr,
+    at: Local,
     local: PortPair,
     slot: usize,
     side: usize,
 ) -> Result<SidePorts, BindError> {
-    let (rtp, rtp_sender) = bind_rtp(address, local.rtp())?;
+    let (rtp, rtp_sender) = bind_rtp(at, local.rtp())?;
     let mut rtp = UdpSocket::from_std(rtp);
     // RTCP is a packet every few seconds, but a burst (garbage, a flood) must queue, not drop.
-    let rtcp = bind(address, local.rtcp(), Buffers::BOTH, false)?;
+    let rtcp = bind(at, local.rtcp(), Buffers::BOTH, false)?;
     let mut rtcp = UdpSocket::from_std(rtcp.into());
     let register = |socket: &mut UdpSocket, port: Port, number: u16| {
         registry
@@ -282,13 +301,13 @@ fn bind_side(
 /// and a classic BPF program on the group hands every datagram to that first socket. (Another
 /// socket of the same user that joins later with `SO_REUSEPORT` receives nothing either.)
 fn bind_rtp(
-    address: IpAddr,
+    at: Local,
     port: u16,
 ) -> Result<(std::net::UdpSocket, Option<std::net::UdpSocket>), BindError> {
-    let receiver = bind(address, port, Buffers::RECEIVE, false)?;
+    let receiver = bind(at, port, Buffers::RECEIVE, false)?;
     let sender = sys::set_reuse_port(&receiver, true)
         .ok()
-        .and_then(|()| bind(address, port, Buffers::SEND, true).ok())
+        .and_then(|()| bind(at, port, Buffers::SEND, true).ok())
         .filter(|sender| sys::steer_to_first(sender).is_ok());
     match &sender {
         // It never reads: keep what it could queue (broadcasts) small.
@@ -325,23 +344,25 @@ impl Buffers {
     };
 }
 
-/// A non-blocking UDP socket on `address:port`, with the `buffers` asked for enlarged, with
-/// SO_REUSEPORT when `reuse_port` (never SO_REUSEADDR, off by default). Every call's setup runs
-/// this four times per side, so it makes only the system calls it needs: the socket is created
-/// non-blocking and close-on-exec in one.
-fn bind(
-    address: IpAddr,
-    port: u16,
-    buffers: Buffers,
-    reuse_port: bool,
-) -> Result<Socket, BindError> {
+/// A non-blocking UDP socket on `at.address:port`, with the `buffers` asked for enlarged, with
+/// SO_REUSEPORT when `reuse_port` (never SO_REUSEADDR, off by default), with IP_FREEBIND when
+/// `at.free_bind`. Every call's setup runs this four times per side, so it makes only the system
+/// calls it needs: the socket is created non-blocking and close-on-exec in one.
+fn bind(at: Local, port: u16, buffers: Buffers, reuse_port: bool) -> Result<Socket, BindError> {
     let fail = |error| BindError { port, error };
-    let local = SocketAddr::new(address, port);
+    let local = SocketAddr::new(at.address, port);
     let kind = Type::from(libc::SOCK_DGRAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC);
     let socket =
         Socket::new_raw(Domain::for_address(local), kind, Some(Protocol::UDP)).map_err(fail)?;
     if reuse_port {
         sys::set_reuse_port(&socket, true).map_err(fail)?;
+    }
+    if at.free_bind {
+        match local {
+            SocketAddr::V4(_) => socket.set_freebind_v4(true),
+            SocketAddr::V6(_) => socket.set_freebind_v6(true),
+        }
+        .map_err(fail)?;
     }
     // Best effort: a smaller buffer still works.
     if buffers.receive {
@@ -360,12 +381,58 @@ mod tests {
 
     use super::*;
 
+    fn plain(address: IpAddr) -> Local {
+        Local {
+            address,
+            free_bind: false,
+        }
+    }
+
+    #[test]
+    fn a_prepared_session_binds_an_address_this_host_does_not_hold() {
+        // 192.0.2.0/24 (TEST-NET-1) is on no interface here; nothing is sent. Port 42604.
+        let absent: IpAddr = [192, 0, 2, 77].into();
+        if !nonlocal_bind_sysctl_set(absent) {
+            assert!(
+                bind(plain(absent), 42604, Buffers::RECEIVE, false).is_err(),
+                "a live session must not bind an address the host does not hold"
+            );
+        }
+        let free = Local {
+            address: absent,
+            free_bind: true,
+        };
+        let (receiver, sender) = bind_rtp(free, 42604).unwrap();
+        assert_eq!(
+            receiver.local_addr().unwrap(),
+            SocketAddr::new(absent, 42604)
+        );
+        drop((receiver, sender));
+        let v6: IpAddr = "2001:db8::77".parse().unwrap();
+        let free = Local {
+            address: v6,
+            free_bind: true,
+        };
+        // Only where the host has IPv6 at all.
+        if std::net::UdpSocket::bind(("::1", 0)).is_ok() {
+            assert!(bind(free, 42604, Buffers::RECEIVE, false).is_ok());
+        }
+    }
+
+    fn nonlocal_bind_sysctl_set(address: IpAddr) -> bool {
+        let path = match address {
+            IpAddr::V4(_) => "/proc/sys/net/ipv4/ip_nonlocal_bind",
+            IpAddr::V6(_) => "/proc/sys/net/ipv6/ip_nonlocal_bind",
+        };
+        std::fs::read_to_string(path).is_ok_and(|value| value.trim() != "0")
+    }
+
     #[test]
     fn the_rtp_port_receives_on_one_socket_sends_from_both_and_stays_exclusive() {
         // Port 42600 (outside the integration tests' blocks).
         let ip: IpAddr = [127, 0, 0, 1].into();
         let port = 42600;
-        let (receiver, sender) = bind_rtp(ip, port).unwrap();
+        let (receiver, sender) = bind_rtp(plain(ip), port).unwrap();
         let sender = sender.expect("the kernel steers a SO_REUSEPORT group");
         assert!(std::net::UdpSocket::bind((ip, port)).is_err());
         let peers: Vec<_> = (0..16)
@@ -398,8 +465,8 @@ mod tests {
     fn a_port_held_with_so_reuseport_is_not_shared() {
         // Port 42602.
         let ip: IpAddr = [127, 0, 0, 1].into();
-        let _holder = bind(ip, 42602, Buffers::RECEIVE, true).unwrap();
-        assert!(bind_rtp(ip, 42602).is_err());
+        let _holder = bind(plain(ip), 42602, Buffers::RECEIVE, true).unwrap();
+        assert!(bind_rtp(plain(ip), 42602).is_err());
     }
 
     #[test]

@@ -63,7 +63,13 @@ impl BoundListeners {
     /// the same free port.
     pub async fn bind(config: &Config) -> anyhow::Result<BoundListeners> {
         let listen = config.sip.listen;
-        let (udp, tcp) = bind_sip(listen, config.sip.tcp)
+        // An HA node listens on the VIP from the start, whichever node holds it.
+        let free_bind = config
+            .ha
+            .as_ref()
+            .and_then(|ha| ha.vip.as_ref())
+            .is_some_and(|vip| vip.ip == listen.ip());
+        let (udp, tcp) = bind_sip(listen, config.sip.tcp, free_bind)
             .await
             .with_context(|| format!("cannot bind sip.listen {listen}"))?;
         let admin = TcpListener::bind(config.admin_listen)
@@ -93,18 +99,22 @@ impl BoundListeners {
     }
 }
 
-async fn bind_sip(listen: SocketAddr, tcp: bool) -> io::Result<(UdpSocket, Option<TcpListener>)> {
+async fn bind_sip(
+    listen: SocketAddr,
+    tcp: bool,
+    free_bind: bool,
+) -> io::Result<(UdpSocket, Option<TcpListener>)> {
     if !tcp {
-        return Ok((transport::udp::bind_udp(listen)?, None));
+        return Ok((transport::udp::bind_udp(listen, free_bind)?, None));
     }
     if listen.port() != 0 {
-        let udp = transport::udp::bind_udp(listen)?;
-        return Ok((udp, Some(TcpListener::bind(listen).await?)));
+        let udp = transport::udp::bind_udp(listen, free_bind)?;
+        return Ok((udp, Some(transport::bind_tcp(listen, free_bind)?)));
     }
     let mut last_error = None;
     for _ in 0..PORT_ZERO_TRIES {
-        let udp = transport::udp::bind_udp(listen)?;
-        match TcpListener::bind(udp.local_addr()?).await {
+        let udp = transport::udp::bind_udp(listen, free_bind)?;
+        match transport::bind_tcp(udp.local_addr()?, free_bind) {
             Ok(listener) => return Ok((udp, Some(listener))),
             Err(e) if e.kind() == io::ErrorKind::AddrInUse => last_error = Some(e),
             Err(e) => return Err(e),

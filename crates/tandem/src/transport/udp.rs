@@ -18,9 +18,13 @@ pub const MAX_DATAGRAM: usize = 65_535;
 /// Most datagrams read per wake-up before the core task looks at its other inputs.
 pub const RECV_BATCH: usize = 64;
 
-/// Binds the service socket (must run inside a tokio runtime).
-pub fn bind_udp(addr: SocketAddr) -> io::Result<UdpSocket> {
+/// Binds the service socket (must run inside a tokio runtime); `free_bind`: even on an address
+/// this host does not hold yet (see [`super::set_free_bind`]).
+pub fn bind_udp(addr: SocketAddr, free_bind: bool) -> io::Result<UdpSocket> {
     let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if free_bind {
+        super::set_free_bind(&socket, addr)?;
+    }
     request_buffer(
         &socket,
         "receive",
