@@ -33,7 +33,18 @@
 #   calls lost: calls that did not end with BYE answered 200, or whose RTP never came back
 #   targets: media gap p99 <= 300 ms, 0 calls lost
 #
-# Latest (2026-11-21 21:07 and 21:08 UTC, after the standby's relay started binding the mirrored
+# Latest (2026-11-22 00:53 UTC, main after the encoded-once deltas, no record for a BYE, and the
+# VIP bound with IP_FREEBIND instead of the ip_nonlocal_bind sysctl, which the topology now keeps
+# at 0), `benches/failover.sh` with the defaults, load average 1.3-2.9:
+#     replication ack latency under 500 cps (10,000 calls in 20.0 s, 20,000 deltas: one record and
+#       one removal per call, 0 sync timeouts): p50 <= 0.50 ms, p99 <= 1.00 ms
+#     detection +49 ms; confirmed and promoted +101 ms; address taken +113 ms
+#     first echoed RTP after the address takeover, per call: p50 25 ms, p99 57 ms
+#     media gap per call p50/p99/max: 151/202/203 ms -> target p99 <= 300 ms met (the standby's
+#       prepared sessions bound without the sysctl)
+#     calls lost: 0 of 1,000 -> target met
+#
+# Before (2026-11-21 21:07 and 21:08 UTC, after the standby's relay started binding the mirrored
 # calls' ports ahead of a takeover, a3d4310), `benches/failover.sh` with the defaults, load average
 # 2.7-4.5 (another worker's benchmark on the same cores), run 1 / run 2:
 #     replication ack latency under 500 cps (10,000 calls in 20.0 s, 30,000 deltas, 0 sync

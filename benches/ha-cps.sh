@@ -82,6 +82,26 @@
 #   x2.0-2.5. What ends sync changed: ack latency p99 5 ms at 7,500 and 7.5 ms at 8,000 (was
 #   150-500 ms), 0 sync timeouts at 7,500 and 34 at 8,000 (was 11,642); the active is out of CPU
 #   at 8,000 (0.120 s per 1,000 calls): sync costs it ~0.10 s per 1,000 calls against 0.08 alone.
+# Runs G-I, 2026-11-22, after the replication path was cut down: deltas encoded once into the
+# outbox ring and written as they are (hand-routed Stream method, pass-through codec), changes
+# converted by value on both nodes, no record for a relayed BYE (2 deltas per call instead of 3).
+# SETUPS="tandem-sync-nomedia tandem-nomedia" (G, H) or "tandem-nomedia tandem-async-nomedia
+# tandem-sync-nomedia" (I), RATES="7000 7500 ... 10000" REFINE=1 RETRY=1 (G: before the standby
+# also converted by value):
+#                        G (00:13)        H (00:23)        I (00:35)
+#   tandem-nomedia       8,500 (8,750)    8,750 (9,000)    9,000 (9,250)
+#   tandem-async-nomedia                                   7,750 (8,000)
+#   tandem-sync-nomedia  7,500 (7,750)    7,250 (7,500)    8,250 (8,500)
+#   sync / no standby    x0.88            x0.83            x0.92          (target 0.90: met in I only)
+# The same binary gives sync 0.096-0.108 CPU s per 1,000 calls in run I and 0.118-0.128 in run H:
+# the VM's speed drifts between minutes more than replication costs. Interleaved instead, three
+# pairs at 6,000 cps (SETUPS one at a time, 15 s steps, alone then sync, 00:42-00:45): alone
+# 0.096 / 0.103 / 0.108, sync 0.107 / 0.126 / 0.118 CPU s per 1,000 calls -> sync costs the
+# active 14 % more CPU (pairwise x0.82-0.92 of the capacity alone). A perf profile (frame
+# pointers, 6,000 cps) of the two puts about 8 % of the sync active in replication code (h2/tonic
+# 3.8 %, outbox push with encoding 2.7 %, snapshot of the call 0.9 %), the rest in more malloc and
+# memmove everywhere; sync itself adds ~2 % over async (same deltas, acks and turns).
+# Kamailio with DMQ (runs A-C: 3,000-3,750) against sync 7,250-8,250: x1.9-2.75.
 
 set -uo pipefail
 
