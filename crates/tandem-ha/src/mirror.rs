@@ -183,7 +183,7 @@ impl Mirror {
         message: wire::ActiveMessage,
     ) -> Result<Option<wire::Heartbeat>, MirrorError> {
         match message.kind {
-            Some(Kind::Snapshot(chunk)) => self.handle_chunk(&chunk).map(|()| None),
+            Some(Kind::Snapshot(chunk)) => self.handle_chunk(chunk).map(|()| None),
             Some(Kind::Delta(delta)) => self.handle_delta(delta).map(|()| None),
             Some(Kind::Heartbeat(heartbeat)) => Ok(Some(heartbeat)),
             None => Ok(None),
@@ -192,7 +192,7 @@ impl Mirror {
 
     /// Applies one snapshot chunk. A chunk of another snapshot than the one arriving starts over;
     /// chunks of the same snapshot merge by call key, so a snapshot sent again is harmless.
-    pub fn handle_chunk(&mut self, chunk: &wire::SnapshotChunk) -> Result<(), MirrorError> {
+    pub fn handle_chunk(&mut self, chunk: wire::SnapshotChunk) -> Result<(), MirrorError> {
         let same = self
             .loading
             .as_ref()
@@ -208,8 +208,8 @@ impl Mirror {
         let Some(loading) = self.loading.as_mut() else {
             return Ok(());
         };
-        for record in &chunk.calls {
-            if let Err(error) = loading.apply_call(record.clone()) {
+        for record in chunk.calls {
+            if let Err(error) = loading.apply_call(record) {
                 return Err(self.break_stream(error.into()));
             }
         }

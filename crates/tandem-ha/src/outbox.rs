@@ -26,9 +26,8 @@
 //! [`Core::replication_snapshot`]: tandem_core::Core::replication_snapshot
 
 use crate::convert::{change_to_delta, snapshot_to_chunks};
-use crate::outgoing::Outgoing;
+use crate::outgoing::{self, Outgoing};
 use bytes::Bytes;
-use prost::Message;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 use tandem_core::{ReplicaSnapshot, ReplicationChange};
@@ -319,7 +318,7 @@ impl Outbox {
         self.ring.push_back(Kept {
             seq,
             pushed: now,
-            encoded: Bytes::from(message.encode_to_vec()),
+            encoded: outgoing::encode(&message),
         });
         self.last_seq = seq;
         while self.ring.len() > self.config.ring_capacity.max(1) {

@@ -16,12 +16,12 @@ pub enum Outgoing {
     Message(Box<ActiveMessage>),
 }
 
-impl Outgoing {
-    /// Encodes `message` now.
-    pub fn encode_now(message: &ActiveMessage) -> Outgoing {
-        Outgoing::Encoded(Bytes::from(message.encode_to_vec()))
-    }
+/// The wire form of `message`, encoded once: what [`Outgoing::Encoded`] carries.
+pub fn encode(message: &ActiveMessage) -> Bytes {
+    Bytes::from(message.encode_to_vec())
+}
 
+impl Outgoing {
     /// Writes the wire form into `buf`.
     pub fn write_to(&self, buf: &mut impl BufMut) -> Result<(), WriteError> {
         match self {
@@ -97,7 +97,7 @@ mod tests {
     #[test]
     fn an_encoded_message_writes_the_bytes_prost_would() {
         let message = delta(7);
-        let encoded = Outgoing::encode_now(&message);
+        let encoded = Outgoing::Encoded(encode(&message));
         let mut written = Vec::new();
         encoded.write_to(&mut written).unwrap();
         assert_eq!(written, message.encode_to_vec());
@@ -119,7 +119,7 @@ mod tests {
 
     #[test]
     fn a_full_buffer_is_an_error_not_a_panic() {
-        let encoded = Outgoing::encode_now(&delta(9));
+        let encoded = Outgoing::Encoded(encode(&delta(9)));
         let mut space = [0u8; 2];
         let mut buf = &mut space[..];
         assert!(encoded.write_to(&mut buf).is_err());

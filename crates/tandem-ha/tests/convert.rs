@@ -199,7 +199,7 @@ proptest! {
     fn call_records_round_trip_through_the_wire(call in call()) {
         let bytes = call_to_record(call.clone(), NOW_UNIX_MS).encode_to_vec();
         let record = wire::CallRecord::decode(bytes.as_slice()).unwrap();
-        let back = call_from_record(record.clone(), NOW_UNIX_MS).unwrap();
+        let back = call_from_record(record, NOW_UNIX_MS).unwrap();
         prop_assert_eq!(back, without_conn(call));
     }
 
@@ -234,7 +234,7 @@ proptest! {
             },
         }
         // Either it still reads (the damage happened to be valid) or it is an error.
-        let _ = call_from_record(record.clone(), NOW_UNIX_MS);
+        let _ = call_from_record(record, NOW_UNIX_MS);
     }
 }
 
@@ -244,7 +244,7 @@ fn unreadable_fields_name_the_problem() {
     let mut record = call_to_record(call.clone(), NOW_UNIX_MS);
     record.caller.as_mut().unwrap().peer = "not-an-address".to_owned();
     assert!(matches!(
-        call_from_record(record.clone(), NOW_UNIX_MS),
+        call_from_record(record, NOW_UNIX_MS),
         Err(ConvertError::BadAddress {
             key: 7,
             field: "leg peer",
@@ -255,7 +255,7 @@ fn unreadable_fields_name_the_problem() {
     let mut record = call_to_record(call.clone(), NOW_UNIX_MS);
     record.media[0].server.as_mut().unwrap().relay_rtp_port = 20_001;
     assert_eq!(
-        call_from_record(record.clone(), NOW_UNIX_MS),
+        call_from_record(record, NOW_UNIX_MS),
         Err(ConvertError::BadPort {
             key: 7,
             port: 20_001
@@ -265,21 +265,21 @@ fn unreadable_fields_name_the_problem() {
     let mut record = call_to_record(call.clone(), NOW_UNIX_MS);
     record.media[0].server.as_mut().unwrap().relay_rtp_port = 70_000;
     assert!(matches!(
-        call_from_record(record.clone(), NOW_UNIX_MS),
+        call_from_record(record, NOW_UNIX_MS),
         Err(ConvertError::BadPort { port: 70_000, .. })
     ));
 
     let mut record = call_to_record(call.clone(), NOW_UNIX_MS);
     record.state = wire::CallState::Unspecified as i32;
     assert!(matches!(
-        call_from_record(record.clone(), NOW_UNIX_MS),
+        call_from_record(record, NOW_UNIX_MS),
         Err(ConvertError::UnknownEnum { field: "state", .. })
     ));
 
     let mut record = call_to_record(call.clone(), NOW_UNIX_MS);
     record.server = None;
     assert_eq!(
-        call_from_record(record.clone(), NOW_UNIX_MS),
+        call_from_record(record, NOW_UNIX_MS),
         Err(ConvertError::MissingLeg {
             key: 7,
             side: "server"
@@ -302,7 +302,7 @@ fn the_age_travels_as_a_creation_time() {
     let call = sample_call(1, Duration::from_millis(90_000));
     let record = call_to_record(call.clone(), NOW_UNIX_MS);
     assert_eq!(record.created_unix_ms, NOW_UNIX_MS - 90_000);
-    let later = call_from_record(record.clone(), NOW_UNIX_MS + 10_000).unwrap();
+    let later = call_from_record(record, NOW_UNIX_MS + 10_000).unwrap();
     assert_eq!(later.age, Duration::from_millis(100_000));
 }
 
@@ -400,7 +400,7 @@ fn latched_sources_versions_and_outbound_streams_travel_on_the_record() {
     );
     assert_eq!(record.server_sdp_version, None);
     // Read back later: the send time stays where it was in the call's life.
-    let back = call_from_record(record.clone(), NOW_UNIX_MS + 5_000).unwrap();
+    let back = call_from_record(record, NOW_UNIX_MS + 5_000).unwrap();
     assert_eq!(back.age, Duration::from_secs(105));
     assert_eq!(back.media.outbound, call.media.outbound);
     assert_eq!(back.media.streams[0].caller.latched_rtp, Some(natted));
@@ -435,7 +435,7 @@ fn damaged_continuity_is_an_error() {
     server.outbound = None;
     server.latched_rtcp = "nowhere".to_owned();
     assert!(matches!(
-        call_from_record(record.clone(), NOW_UNIX_MS),
+        call_from_record(record, NOW_UNIX_MS),
         Err(ConvertError::BadAddress {
             field: "latched_rtcp",
             ..

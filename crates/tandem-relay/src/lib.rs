@@ -71,6 +71,18 @@ use std::time::Duration;
 use tandem_media::latch::LatchPolicy;
 use tandem_media::session::{CallKey, MediaCommand, MediaEvent, MediaSide};
 
+/// Lets `socket` bind `addr` although this host may not hold it yet (`IP_FREEBIND` /
+/// `IPV6_FREEBIND`): a node of an HA pair binds the service address (the VIP) before it owns it,
+/// without `net.ipv4.ip_nonlocal_bind`. The relay does it for a standby's prepared sessions, the
+/// SIP transport for the sockets on `ha.vip`; every other socket binds plainly, so a mistyped
+/// address fails at once instead of binding where no packet ever comes.
+pub fn set_free_bind(socket: &socket2::Socket, addr: SocketAddr) -> std::io::Result<()> {
+    match addr {
+        SocketAddr::V4(_) => socket.set_freebind_v4(true),
+        SocketAddr::V6(_) => socket.set_freebind_v6(true),
+    }
+}
+
 /// How the relay runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RelayConfig {

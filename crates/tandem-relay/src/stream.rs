@@ -106,6 +106,16 @@ pub(crate) struct StreamSettings {
     pub(crate) free_bind: bool,
 }
 
+impl StreamSettings {
+    /// Where and how the sockets bind.
+    fn bind_at(self) -> Local {
+        Local {
+            address: self.address,
+            free_bind: self.free_bind,
+        }
+    }
+}
+
 /// The shard's streams, in stable slots.
 #[derive(Debug, Default)]
 pub(crate) struct Streams {
@@ -140,10 +150,7 @@ impl Streams {
         now: Instant,
     ) -> Result<usize, BindError> {
         let slot = self.free.pop().unwrap_or(self.slots.len());
-        let at = Local {
-            address: settings.address,
-            free_bind: settings.free_bind,
-        };
+        let at = settings.bind_at();
         let bound = bind_side(registry, at, plan.caller.local, slot, 0).and_then(|caller| {
             let server = bind_side(registry, at, plan.server.local, slot, 1);
             server.map(|server| [caller, server])
@@ -187,10 +194,7 @@ impl Streams {
         settings: StreamSettings,
         now: Instant,
     ) -> Result<(), BindError> {
-        let at = Local {
-            address: settings.address,
-            free_bind: settings.free_bind,
-        };
+        let at = settings.bind_at();
         let Some(stream) = self.get_mut(slot) else {
             return Ok(());
         };
@@ -358,11 +362,7 @@ fn bind(at: Local, port: u16, buffers: Buffers, reuse_port: bool) -> Result<Sock
         sys::set_reuse_port(&socket, true).map_err(fail)?;
     }
     if at.free_bind {
-        match local {
-            SocketAddr::V4(_) => socket.set_freebind_v4(true),
-            SocketAddr::V6(_) => socket.set_freebind_v6(true),
-        }
-        .map_err(fail)?;
+        crate::set_free_bind(&socket, local).map_err(fail)?;
     }
     // Best effort: a smaller buffer still works.
     if buffers.receive {

@@ -70,19 +70,8 @@ impl CloseReason {
     }
 }
 
-/// Lets `socket` bind `addr` although this host may not hold it yet (`IP_FREEBIND` /
-/// `IPV6_FREEBIND`): an HA node binds the service address (the VIP) from the start, whichever
-/// node holds it, without `net.ipv4.ip_nonlocal_bind`. Only for the VIP: any other address binds
-/// plainly, so a mistyped one fails at start-up instead of binding where no packet ever comes.
-pub fn set_free_bind(socket: &socket2::Socket, addr: std::net::SocketAddr) -> std::io::Result<()> {
-    match addr {
-        std::net::SocketAddr::V4(_) => socket.set_freebind_v4(true),
-        std::net::SocketAddr::V6(_) => socket.set_freebind_v6(true),
-    }
-}
-
 /// A listening TCP socket on `addr` (SO_REUSEADDR, as `TcpListener::bind` sets it), free-bound
-/// when `free_bind` ([`set_free_bind`]); must run inside a tokio runtime.
+/// when `free_bind` ([`tandem_relay::set_free_bind`]); must run inside a tokio runtime.
 pub fn bind_tcp(
     addr: std::net::SocketAddr,
     free_bind: bool,
@@ -91,7 +80,7 @@ pub fn bind_tcp(
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     socket.set_reuse_address(true)?;
     if free_bind {
-        set_free_bind(&socket, addr)?;
+        tandem_relay::set_free_bind(&socket, addr)?;
     }
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;

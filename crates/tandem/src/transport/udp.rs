@@ -19,11 +19,11 @@ pub const MAX_DATAGRAM: usize = 65_535;
 pub const RECV_BATCH: usize = 64;
 
 /// Binds the service socket (must run inside a tokio runtime); `free_bind`: even on an address
-/// this host does not hold yet (see [`super::set_free_bind`]).
+/// this host does not hold yet (see [`tandem_relay::set_free_bind`]).
 pub fn bind_udp(addr: SocketAddr, free_bind: bool) -> io::Result<UdpSocket> {
     let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
     if free_bind {
-        super::set_free_bind(&socket, addr)?;
+        tandem_relay::set_free_bind(&socket, addr)?;
     }
     request_buffer(
         &socket,
