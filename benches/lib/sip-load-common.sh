@@ -164,7 +164,7 @@ launch_tandem() {
 # STEP_MEAN STEP_P50 STEP_P99 (INVITE→200 ms), STEP_MEM (peak PSS MiB) and STEP_AFTER (PSS MiB at the
 # end); returns 1 if any call failed or did not finish.
 run_step() {
-  local rate=$2 dir=$3 t0 t1 p0=0 p1=0 c0 c1 sampler peak rtt
+  local rate=$2 dir=$3 t0 t1 p0=0 p1=0 c0 c1 sampler peak rtt perf
   STEP_CALLS=$(($2 * STEP_SECONDS))
   mkdir -p "$dir"
   t0=$(group_ticks "$PROXY_PID")
@@ -177,12 +177,29 @@ run_step() {
      n=$((n - 1)); sleep 0.5
    done) &
   sampler=$!
+  # PERF_STAT=1: the proxy's CPU time, context switches and system calls during the step;
+  # PERF_RECORD=1: a profile of it (perf.data in the step's folder)
+  perf=""
+  if [ "${PERF_STAT:-0}" = 1 ] && command -v perf >/dev/null; then
+    perf stat -e task-clock,context-switches,raw_syscalls:sys_enter,syscalls:sys_enter_epoll_wait \
+      -e syscalls:sys_enter_sendto,syscalls:sys_enter_recvfrom,syscalls:sys_enter_write,syscalls:sys_enter_writev \
+      -e syscalls:sys_enter_read,syscalls:sys_enter_futex \
+      -p "$PROXY_PID" -o "$dir/perf-stat.txt" 2>/dev/null &
+    perf=$!
+  elif [ "${PERF_RECORD:-0}" = 1 ] && command -v perf >/dev/null; then
+    perf record ${PERF_RECORD_ARGS:--F 1999} -p "$PROXY_PID" -o "$dir/perf.data" >/dev/null 2>&1 &
+    perf=$!
+  fi
   (cd "$dir" && exec ${LOAD_CPUS:+taskset -c "$LOAD_CPUS"} sipp "$PROXY_HOST:$PROXY_PORT" -sf "$SCEN/uac_load.xml" -s 100 \
     -i 127.0.0.1 -p "$UAC_PORT" -mi 127.0.0.1 -mp "$UAC_MEDIA" -cp "$UAC_CTL" -t u1 -buff_size "$BUFF" \
     -r "$rate" -m "$STEP_CALLS" -l $((rate * 5)) -nostdin -timeout $((STEP_SECONDS + 5))s -timeout_error \
     -trace_stat -stf uac.csv -fd 1 -trace_rtt -rtt_freq 100 >uac.out 2>&1)
   c1=$(cpu_pressure)
   t1=$(group_ticks "$PROXY_PID")
+  if [ -n "$perf" ]; then
+    kill -INT "$perf" 2>/dev/null
+    wait "$perf" 2>/dev/null
+  fi
   [ -n "${PEER_PID:-}" ] && p1=$(group_ticks "$PEER_PID")
   kill "$sampler" 2>/dev/null
   wait "$sampler" 2>/dev/null

@@ -78,7 +78,7 @@ pub mod ids;
 pub mod pool;
 
 pub use b2bua::{
-    CallEvent, CallOverview, CallSnapshot, Core, Durability, Metrics, ReplicaSnapshot,
-    ReplicationChange, ServerHealth,
+    CallEvent, CallOverview, CallSnapshot, CallView, ChangeView, Core, Durability, Metrics,
+    ReplicaSnapshot, ReplicationChange, ServerHealth,
 };
 pub use config::{CoreConfig, MediaServerConfig, ProbeConfig};

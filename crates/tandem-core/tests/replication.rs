@@ -73,6 +73,48 @@ fn answered_calls_and_their_end_stream_in_order() {
 }
 
 #[test]
+fn a_call_is_described_when_handed_out_and_one_already_ended_as_removed() {
+    let mut net = Net::new();
+    net.core.set_durability(net.now, Durability::Async);
+    let (_, tag) = establish(&mut net, "r9@caller");
+    // The call ends before its answered record is handed out.
+    net.caller_sends(&in_dialog("BYE", "r9@caller", "z9hG4bKr9bye", &tag, 2));
+    let sent = net.drain();
+    net.server_sends(
+        MS1,
+        answer(request_to(&sent, MS1, Method::Bye), 200, "OK", false),
+    );
+    net.drain();
+    let stream = changes(&mut net);
+    assert!(
+        matches!(
+            stream.as_slice(),
+            [
+                (1, ReplicationChange::CallRemoved { key: first, .. }),
+                (2, ReplicationChange::CallRemoved { key: second, reason }),
+            ] if first == second && reason == "bye-caller"
+        ),
+        "{stream:?}"
+    );
+}
+
+#[test]
+fn a_live_call_is_handed_out_borrowed() {
+    let mut net = Net::new();
+    net.core.set_durability(net.now, Durability::Async);
+    establish(&mut net, "r10@caller");
+    let described = net.core.poll_replication_view(|seq, change| match change {
+        tandem_core::ChangeView::Call(call) => (seq, call.caller.call_id.clone(), call.state),
+        other => panic!("{other:?}"),
+    });
+    assert_eq!(
+        described,
+        Some((1, "r10@caller".to_owned(), CallState::Confirmed))
+    );
+    assert!(net.core.poll_replication_view(|_, _| ()).is_none());
+}
+
+#[test]
 fn set_up_attempts_are_not_replicated() {
     let mut net = Net::new();
     net.core.set_durability(net.now, Durability::Async);

@@ -117,7 +117,7 @@ fn micros(duration: Duration) -> u64 {
 /// The wire record of `call`, taken at wall-clock time `now_unix_ms`. Takes the snapshot by value:
 /// its strings move into the record (a change is converted once per delta, on the hot path).
 pub fn call_to_record(call: CallSnapshot, now_unix_ms: u64) -> CallRecord {
-    let created_unix_ms = now_unix_ms.saturating_sub(millis(call.age));
+    let created_unix_ms = created_unix_ms(now_unix_ms, call.age);
     let [toward_caller, toward_server] = call.media.versions;
     let media = media_to_wire(&call.media, created_unix_ms, call.age);
     let [caller_sdp, server_sdp] = call.media.bodies;
@@ -135,6 +135,11 @@ pub fn call_to_record(call: CallSnapshot, now_unix_ms: u64) -> CallRecord {
         server_sdp_version: version_to_wire(toward_server),
         ..CallRecord::default()
     }
+}
+
+/// The wall-clock creation time of a call `age` old at `now_unix_ms`.
+pub(crate) fn created_unix_ms(now_unix_ms: u64, age: Duration) -> u64 {
+    now_unix_ms.saturating_sub(millis(age))
 }
 
 /// The call `record` describes, with its age as of wall-clock time `now_unix_ms`. Takes the record
@@ -298,7 +303,7 @@ pub fn standby_heartbeat(heartbeat: wire::Heartbeat) -> wire::StandbyMessage {
     }
 }
 
-fn state_to_wire(state: CallState) -> wire::CallState {
+pub(crate) fn state_to_wire(state: CallState) -> wire::CallState {
     match state {
         CallState::Trying => wire::CallState::Trying,
         CallState::Confirmed => wire::CallState::Confirmed,
@@ -367,7 +372,7 @@ fn leg_from_wire(key: u64, leg: wire::Leg) -> Result<Leg, ConvertError> {
     })
 }
 
-fn version_to_wire(track: VersionTrack) -> Option<wire::SdpVersion> {
+pub(crate) fn version_to_wire(track: VersionTrack) -> Option<wire::SdpVersion> {
     track.last().map(|(received, sent)| wire::SdpVersion {
         known: true,
         received,
@@ -464,7 +469,7 @@ fn endpoint_to_wire(endpoint: &EndpointPlan, sending: bool) -> wire::Endpoint {
     }
 }
 
-fn continuity_to_wire(
+pub(crate) fn continuity_to_wire(
     record: &OutboundRecord,
     created_unix_ms: u64,
     age: Duration,

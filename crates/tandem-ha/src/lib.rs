@@ -9,6 +9,8 @@
 //! * [`role`]: the role machine (heartbeats, detection with second-path confirmation, promotion
 //!   with epoch bump, fencing, switchover).
 //! * [`incident`]: the timeline of every role change, for the admin API.
+//! * [`view_encode`]: a change borrowed from the core written straight into its wire form (the
+//!   active node's hot path).
 //!
 //! # Wiring (the shell)
 //!
@@ -44,6 +46,7 @@ pub mod mirror;
 pub mod outbox;
 pub mod outgoing;
 pub mod role;
+pub mod view_encode;
 
 pub use incident::{Incident, IncidentKind, IncidentLog, StepName, WallClock};
 pub use mirror::{CallChange, Mirror, MirrorError, MirrorState, MirroredMedia};

@@ -12,7 +12,7 @@
 //! The shell drives it like this:
 //!
 //! ```text
-//! while let Some((seq, change)) = core.poll_replication() { outbox.push(now, unix_ms, seq, change) }
+//! while let Some(r) = core.poll_replication_view(|seq, change| outbox.push_view(now, unix_ms, seq, change)) {}
 //! if outbox.poll_need_snapshot() { outbox.begin_snapshot(now, unix_ms, core.replication_snapshot(now)) }
 //! while stream has room { let Some(msg) = outbox.poll_send() else { break }; send(msg) }
 //! on Ack: if let Some(seq) = outbox.handle_ack(now, &ack) { core.handle_replication_ack(now, seq) }
@@ -27,10 +27,11 @@
 
 use crate::convert::{change_to_delta, snapshot_to_chunks};
 use crate::outgoing::{self, Outgoing};
+use crate::view_encode;
 use bytes::Bytes;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
-use tandem_core::{ReplicaSnapshot, ReplicationChange};
+use tandem_core::{ChangeView, ReplicaSnapshot, ReplicationChange};
 use tandem_proto::replication::v1::SnapshotChunk;
 use tandem_proto::replication::v1::{active_message::Kind, Ack, ActiveMessage, Hello};
 
@@ -47,6 +48,10 @@ pub struct OutboxConfig {
     pub max_ack_delay: Duration,
     /// A snapshot not acknowledged within this time: the standby is stale (a fresh one follows).
     pub snapshot_timeout: Duration,
+    /// Longest a delta waits to be sent with others. A delta an answer waits for
+    /// ([`Outbox::send_through`]) goes at once and takes every earlier one along; zero sends each
+    /// delta at once.
+    pub batch_window: Duration,
 }
 
 impl Default for OutboxConfig {
@@ -57,6 +62,7 @@ impl Default for OutboxConfig {
             max_unacked: 10_000,
             max_ack_delay: Duration::from_secs(1),
             snapshot_timeout: Duration::from_secs(30),
+            batch_window: Duration::from_millis(5),
         }
     }
 }
@@ -215,6 +221,10 @@ pub struct Outbox {
     last_seq: u64,
     /// The next delta to send in this session.
     cursor: u64,
+    /// Deltas up to this one may be sent now; later ones wait for the batch window.
+    send_through: u64,
+    /// When the deltas waiting for the batch window must go.
+    batch_due: Option<Instant>,
     /// The standby's cumulative ack in this session.
     acked: u64,
     session: Session,
@@ -232,6 +242,8 @@ impl Outbox {
             ring: VecDeque::new(),
             last_seq: 0,
             cursor: 1,
+            send_through: 0,
+            batch_due: None,
             acked: 0,
             session: Session::Disconnected,
             stale: false,
@@ -295,6 +307,29 @@ impl Outbox {
         seq: u64,
         change: ReplicationChange,
     ) -> Result<(), OutboxError> {
+        let delta = change_to_delta(self.epoch, seq, change, unix_ms);
+        let message = ActiveMessage {
+            kind: Some(Kind::Delta(delta)),
+        };
+        self.keep(now, seq, outgoing::encode(&message))
+    }
+
+    /// As [`Outbox::push`], for a change borrowed from the core
+    /// ([`Core::poll_replication_view`](tandem_core::Core::poll_replication_view)): it is
+    /// encoded straight from the core's call, which is not copied.
+    pub fn push_view(
+        &mut self,
+        now: Instant,
+        unix_ms: u64,
+        seq: u64,
+        change: ChangeView<'_>,
+    ) -> Result<(), OutboxError> {
+        let encoded = view_encode::delta_message(self.epoch, seq, change, unix_ms);
+        self.keep(now, seq, encoded)
+    }
+
+    /// Keeps delta `seq`, encoded, in the ring.
+    fn keep(&mut self, now: Instant, seq: u64, encoded: Bytes) -> Result<(), OutboxError> {
         let mut result = Ok(());
         if self.last_seq != 0 && seq != self.last_seq + 1 {
             result = Err(OutboxError::OutOfOrder {
@@ -311,16 +346,13 @@ impl Outbox {
                 self.go_stale("changes out of order");
             }
         }
-        let delta = change_to_delta(self.epoch, seq, change, unix_ms);
-        let message = ActiveMessage {
-            kind: Some(Kind::Delta(delta)),
-        };
         self.ring.push_back(Kept {
             seq,
             pushed: now,
-            encoded: outgoing::encode(&message),
+            encoded,
         });
         self.last_seq = seq;
+        self.hold_for_batch(now, seq);
         while self.ring.len() > self.config.ring_capacity.max(1) {
             self.ring.pop_front();
         }
@@ -355,6 +387,7 @@ impl Outbox {
             && applied + 1 >= self.oldest_kept();
         if resumable {
             self.cursor = applied + 1;
+            self.send_everything_pushed();
             self.acked = applied;
             self.session = Session::Streaming { since: now };
             self.metrics.resumes += 1;
@@ -371,6 +404,7 @@ impl Outbox {
     /// The standby's stream ended.
     pub fn handle_disconnect(&mut self) {
         self.session = Session::Disconnected;
+        self.batch_due = None;
         self.stale = false;
     }
 
@@ -418,6 +452,7 @@ impl Outbox {
             "snapshot begins"
         );
         self.cursor = seq + 1;
+        self.send_everything_pushed();
         self.acked = 0;
         self.session = Session::Snapshot {
             seq,
@@ -437,12 +472,15 @@ impl Outbox {
                 Kind::Snapshot(chunks.pop_front()?)
             }
             Session::Snapshot { .. } | Session::Streaming { .. } => {
-                if self.cursor > self.last_seq {
+                if self.cursor > self.last_seq.min(self.send_through) {
                     return None;
                 }
                 let index = usize::try_from(self.cursor - self.oldest_kept()).ok()?;
                 let kept = self.ring.get(index)?;
                 self.cursor += 1;
+                if self.cursor > self.last_seq {
+                    self.batch_due = None;
+                }
                 self.metrics.deltas_sent += 1;
                 return Some(Outgoing::Encoded(kept.encoded.clone()));
             }
@@ -472,9 +510,19 @@ impl Outbox {
         Some(ack.seq)
     }
 
-    /// Checks the standby's lag against the bounds.
+    /// Changes up to `seq` are awaited (a held answer waits for its call's): they go at once, with
+    /// every delta pushed before them.
+    pub fn send_through(&mut self, seq: u64) {
+        self.send_through = self.send_through.max(seq.min(self.last_seq));
+    }
+
+    /// Releases the deltas whose batch window ended, and checks the standby's lag against the
+    /// bounds.
     pub fn handle_timeout(&mut self, now: Instant) {
-        if let Some(deadline) = self.poll_timeout() {
+        if self.batch_due.is_some_and(|due| now >= due) {
+            self.send_everything_pushed();
+        }
+        if let Some(deadline) = self.stale_deadline() {
             if now >= deadline {
                 match self.session {
                     Session::Snapshot { .. } => self.go_stale("snapshot not acknowledged in time"),
@@ -484,8 +532,34 @@ impl Outbox {
         }
     }
 
-    /// When the standby turns stale unless it acknowledges first.
+    /// When batched deltas must go, or the standby turns stale unless it acknowledges first.
     pub fn poll_timeout(&self) -> Option<Instant> {
+        [self.batch_due, self.stale_deadline()]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// Delta `seq` was just pushed: it may go at once (no batch window) or waits with those
+    /// before it until the window that the first of them opened ends.
+    fn hold_for_batch(&mut self, now: Instant, seq: u64) {
+        let sending = matches!(
+            self.session,
+            Session::Snapshot { .. } | Session::Streaming { .. }
+        );
+        if self.config.batch_window.is_zero() || !sending {
+            self.send_through = seq;
+        } else if self.batch_due.is_none() {
+            self.batch_due = Some(now + self.config.batch_window);
+        }
+    }
+
+    fn send_everything_pushed(&mut self) {
+        self.send_through = self.last_seq;
+        self.batch_due = None;
+    }
+
+    fn stale_deadline(&self) -> Option<Instant> {
         match &self.session {
             Session::Snapshot { began, .. } => Some(*began + self.config.snapshot_timeout),
             Session::Streaming { since } if self.acked < self.last_seq => self
@@ -571,9 +645,18 @@ mod tests {
         }
     }
 
-    /// An outbox (epoch 1) whose standby took an empty snapshot and streams.
+    /// An outbox (epoch 1) whose standby took an empty snapshot and streams; every delta is sent
+    /// at once.
     fn streaming(t0: Instant) -> Outbox {
-        let mut outbox = Outbox::new(OutboxConfig::default(), 1);
+        streaming_with(t0, Duration::ZERO)
+    }
+
+    fn streaming_with(t0: Instant, batch_window: Duration) -> Outbox {
+        let config = OutboxConfig {
+            batch_window,
+            ..OutboxConfig::default()
+        };
+        let mut outbox = Outbox::new(config, 1);
         let hello = Hello {
             node: "b".to_owned(),
             epoch: 1,
@@ -631,6 +714,101 @@ mod tests {
         assert_eq!(at(ms(250)), 2);
         assert_eq!(at(ms(500)), 4);
         assert_eq!(cumulative.last(), Some(&(None, 4)));
+    }
+
+    fn sent_seqs(outbox: &mut Outbox) -> Vec<u64> {
+        std::iter::from_fn(|| outbox.poll_send())
+            .map(|message| match message.into_message().unwrap().kind {
+                Some(Kind::Delta(delta)) => delta.seq,
+                other => panic!("not a delta: {other:?}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn deltas_nobody_waits_for_go_together_when_the_batch_window_ends() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut outbox = streaming_with(t0, ms(5));
+        for seq in 1..=3 {
+            outbox.push(t0 + ms(seq), 0, seq, health(true)).unwrap();
+        }
+        assert_eq!(sent_seqs(&mut outbox), Vec::<u64>::new());
+        assert_eq!(
+            outbox.poll_timeout(),
+            Some(t0 + ms(6)),
+            "the first delta opened the window"
+        );
+        outbox.handle_timeout(t0 + ms(5));
+        assert_eq!(sent_seqs(&mut outbox), Vec::<u64>::new());
+        outbox.handle_timeout(t0 + ms(6));
+        assert_eq!(sent_seqs(&mut outbox), vec![1, 2, 3]);
+        assert_eq!(
+            outbox.poll_timeout(),
+            Some(t0 + ms(1) + OutboxConfig::default().max_ack_delay),
+            "only the ack deadline is left"
+        );
+
+        // the next delta opens a new window
+        outbox.push(t0 + ms(20), 0, 4, health(false)).unwrap();
+        assert_eq!(outbox.poll_timeout(), Some(t0 + ms(25)));
+    }
+
+    #[test]
+    fn an_awaited_delta_goes_at_once_and_takes_the_waiting_ones_along() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut outbox = streaming_with(t0, ms(5));
+        outbox.push(t0, 0, 1, health(true)).unwrap();
+        outbox.push(t0, 0, 2, health(false)).unwrap();
+        outbox.push(t0, 0, 3, health(true)).unwrap();
+        outbox.send_through(2);
+        assert_eq!(sent_seqs(&mut outbox), vec![1, 2]);
+        assert_eq!(
+            outbox.poll_timeout(),
+            Some(t0 + ms(5)),
+            "delta 3 still waits for the window"
+        );
+        outbox.send_through(9);
+        assert_eq!(
+            sent_seqs(&mut outbox),
+            vec![3],
+            "never beyond what was pushed"
+        );
+        outbox.push(t0, 0, 4, health(false)).unwrap();
+        assert_eq!(sent_seqs(&mut outbox), Vec::<u64>::new());
+    }
+
+    #[test]
+    fn a_resuming_standby_gets_the_waiting_deltas_at_once() {
+        let t0 = Instant::now();
+        let mut outbox = streaming_with(t0, Duration::from_millis(5));
+        outbox.push(t0, 0, 1, health(true)).unwrap();
+        outbox.send_through(1);
+        assert_eq!(sent_seqs(&mut outbox), vec![1]);
+        outbox.push(t0, 0, 2, health(false)).unwrap();
+        outbox.handle_disconnect();
+        let hello = Hello {
+            node: "b".to_owned(),
+            epoch: 1,
+            applied_seq: 1,
+            schema_version: 1,
+        };
+        assert_eq!(
+            outbox.handle_hello(t0, &hello),
+            HelloOutcome::Resumed { from: 2 }
+        );
+        assert_eq!(sent_seqs(&mut outbox), vec![2]);
+    }
+
+    #[test]
+    fn without_a_batch_window_every_delta_goes_at_once() {
+        let t0 = Instant::now();
+        let mut outbox = streaming(t0);
+        outbox.push(t0, 0, 1, health(true)).unwrap();
+        assert_eq!(sent_seqs(&mut outbox), vec![1]);
+        outbox.push(t0, 0, 2, health(false)).unwrap();
+        assert_eq!(sent_seqs(&mut outbox), vec![2]);
     }
 
     #[test]

@@ -187,6 +187,46 @@ fn call() -> impl Strategy<Value = CallSnapshot> {
         )
 }
 
+/// The active's hot path: the change encoded from the view the core hands out.
+fn direct_encoding(epoch: u64, seq: u64, change: &ReplicationChange) -> bytes::Bytes {
+    tandem_ha::view_encode::delta_message(epoch, seq, change.view(), NOW_UNIX_MS)
+}
+
+/// The change converted into the generated types, then encoded by them.
+fn generated_encoding(epoch: u64, seq: u64, change: &ReplicationChange) -> bytes::Bytes {
+    let delta = change_to_delta(epoch, seq, change.clone(), NOW_UNIX_MS);
+    tandem_ha::outgoing::encode(&wire::ActiveMessage {
+        kind: Some(wire::active_message::Kind::Delta(delta)),
+    })
+}
+
+#[test]
+fn the_direct_encoding_holds_for_fields_longer_than_one_length_byte() {
+    let mut call = sample_call(7, Duration::from_secs(3));
+    for (i, length) in [127usize, 128, 300, 16_383, 16_384, 70_000]
+        .into_iter()
+        .enumerate()
+    {
+        call.caller.route_set.push("r".repeat(length));
+        call.server.remote_target = "t".repeat(length);
+        call.media.bodies[i % 2] = bytes::Bytes::from(vec![b'v'; length]);
+        let change = ReplicationChange::Call(Box::new(call.clone()));
+        assert_eq!(
+            direct_encoding(1, 9, &change),
+            generated_encoding(1, 9, &change),
+            "strings of {length} bytes"
+        );
+    }
+    let removed = ReplicationChange::CallRemoved {
+        key: 0,
+        reason: String::new(),
+    };
+    assert_eq!(
+        direct_encoding(0, 0, &removed),
+        generated_encoding(0, 0, &removed)
+    );
+}
+
 /// What the round trip gives back: the TCP connection id is local to the sending node.
 fn without_conn(mut call: CallSnapshot) -> CallSnapshot {
     call.caller.peer.conn = None;
@@ -211,6 +251,24 @@ proptest! {
         prop_assert_eq!((delta.epoch, delta.seq), (epoch, seq));
         let back = change_from_delta(&delta, NOW_UNIX_MS).unwrap();
         prop_assert_eq!(back, Some(ReplicationChange::Call(Box::new(without_conn(call)))));
+    }
+
+    #[test]
+    fn a_change_encoded_from_its_view_is_the_generated_encoding(
+        call in call(),
+        seq in any::<u64>(),
+        epoch in any::<u64>(),
+        text in ".*",
+        up in any::<bool>(),
+    ) {
+        let key = call.key;
+        for change in [
+            ReplicationChange::Call(Box::new(call)),
+            ReplicationChange::CallRemoved { key, reason: text.clone() },
+            ReplicationChange::ServerHealth { name: text.clone(), up },
+        ] {
+            prop_assert_eq!(direct_encoding(epoch, seq, &change), generated_encoding(epoch, seq, &change));
+        }
     }
 
     #[test]

@@ -43,7 +43,8 @@ fn a_snapshot_then_deltas_give_a_synced_mirror_equal_to_the_core() {
         net.node("a").core.calls()
     );
     net.run_with_load(Duration::from_secs(2), 3);
-    net.run(Duration::from_millis(5));
+    // The last changes wait for the batch window (5 ms), then for the link.
+    net.run(Duration::from_millis(20));
 
     assert!(net.mirror_matches(), "{}", net.describe());
     let a = net.node("a");
@@ -222,6 +223,8 @@ fn acknowledgements_are_cumulative_and_coalesced() {
     while let Some((seq, change)) = a.core.poll_replication(unix_ms) {
         outbox.push(now, unix_ms, seq, change).unwrap();
     }
+    // An answer waits for the last change: all five go at once.
+    outbox.send_through(outbox.last_seq());
     let messages: Vec<_> = std::iter::from_fn(|| outbox.poll_send())
         .map(|m| m.into_message().unwrap())
         .collect();

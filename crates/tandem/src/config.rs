@@ -106,6 +106,8 @@ pub struct HaSettings {
     pub prefer_active: bool,
     /// `None`: async; `Some(wait)`: sync with that bounded wait.
     pub sync_wait: Option<Duration>,
+    /// `ha.batch_window`: longest a change waits to be sent with others (zero: never).
+    pub batch_window: Duration,
     pub heartbeat_interval: Duration,
     pub misses: u32,
     pub confirm_timeout: Duration,
@@ -297,6 +299,7 @@ fn check_ha(ha: &file::HaTable) -> Result<HaSettings, ConfigError> {
         peer_sip,
         prefer_active: ha.prefer_active,
         sync_wait,
+        batch_window: duration("ha.batch_window", &ha.batch_window)?,
         heartbeat_interval: positive_duration("ha.heartbeat_interval", &ha.heartbeat_interval)?,
         misses: at_least_one("ha.misses", ha.misses)?,
         confirm_timeout: positive_duration("ha.confirm_timeout", &ha.confirm_timeout)?,

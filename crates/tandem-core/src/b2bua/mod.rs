@@ -24,7 +24,9 @@ use crate::transaction::{Incoming, TransactionLayer, TxEvent, TxId};
 use crate::{ConnId, CoreConfig, Peer, Transmit};
 use bytes::Bytes;
 pub use inspect::CallOverview;
-pub use replica::{CallSnapshot, Durability, ReplicaSnapshot, ReplicationChange};
+pub use replica::{
+    CallSnapshot, CallView, ChangeView, Durability, ReplicaSnapshot, ReplicationChange,
+};
 use rewrite::SelfAddress;
 use rustc_hash::FxHashMap;
 use std::cmp::Reverse;

@@ -25,6 +25,80 @@ pub struct CallSnapshot {
     pub age: Duration,
 }
 
+impl CallSnapshot {
+    /// The snapshot seen as the core hands out a live call.
+    pub fn view(&self) -> CallView<'_> {
+        CallView {
+            key: self.key,
+            state: self.state,
+            caller: &self.caller,
+            server: &self.server,
+            server_name: self.server_name.as_deref(),
+            media: &self.media,
+            age: self.age,
+        }
+    }
+}
+
+/// An answered call as the standby mirrors it, borrowed from the core (or from a
+/// [`CallSnapshot`]): what the HA layer encodes without copying the call first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CallView<'a> {
+    pub key: CallKey,
+    pub state: CallState,
+    pub caller: &'a Leg,
+    pub server: &'a Leg,
+    /// The media server's configured name.
+    pub server_name: Option<&'a str>,
+    pub media: &'a CallMedia,
+    /// Time since the caller's INVITE, when the change was made.
+    pub age: Duration,
+}
+
+impl CallView<'_> {
+    /// An owned copy.
+    pub fn to_snapshot(&self) -> CallSnapshot {
+        CallSnapshot {
+            key: self.key,
+            state: self.state,
+            caller: self.caller.clone(),
+            server: self.server.clone(),
+            server_name: self.server_name.map(str::to_owned),
+            media: self.media.clone(),
+            age: self.age,
+        }
+    }
+}
+
+/// One change of replicated state as [`Core::poll_replication_view`] hands it out: borrowed
+/// from the core.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangeView<'a> {
+    /// An answered call was created or changed; the record replaces the standby's copy.
+    Call(CallView<'a>),
+    /// A replicated call ended.
+    CallRemoved { key: CallKey, reason: &'a str },
+    /// A media server changed health.
+    ServerHealth { name: &'a str, up: bool },
+}
+
+impl ChangeView<'_> {
+    /// An owned copy.
+    pub fn to_change(&self) -> ReplicationChange {
+        match *self {
+            ChangeView::Call(call) => ReplicationChange::Call(Box::new(call.to_snapshot())),
+            ChangeView::CallRemoved { key, reason } => ReplicationChange::CallRemoved {
+                key,
+                reason: reason.to_owned(),
+            },
+            ChangeView::ServerHealth { name, up } => ReplicationChange::ServerHealth {
+                name: name.to_owned(),
+                up,
+            },
+        }
+    }
+}
+
 /// One change of replicated state, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ReplicationChange {
@@ -34,6 +108,21 @@ pub enum ReplicationChange {
     CallRemoved { key: CallKey, reason: String },
     /// A media server changed health.
     ServerHealth { name: String, up: bool },
+}
+
+impl ReplicationChange {
+    /// The change seen as the core hands it out borrowed.
+    pub fn view(&self) -> ChangeView<'_> {
+        match self {
+            ReplicationChange::Call(call) => ChangeView::Call(call.view()),
+            ReplicationChange::CallRemoved { key, reason } => {
+                ChangeView::CallRemoved { key: *key, reason }
+            }
+            ReplicationChange::ServerHealth { name, up } => {
+                ChangeView::ServerHealth { name, up: *up }
+            }
+        }
+    }
 }
 
 /// The whole replicated state at sequence number `seq`.
@@ -68,13 +157,32 @@ struct ParkedAnswer {
     deadline: Instant,
 }
 
+/// A change not handed out yet. A call is described only when handed out (from its state then,
+/// at most one batch of core work later), so that it is never copied to be described.
+#[derive(Debug)]
+enum Pending {
+    /// Call `key` changed at `at` (its age is taken as of then).
+    Call {
+        key: CallKey,
+        at: Instant,
+    },
+    CallRemoved {
+        key: CallKey,
+        reason: String,
+    },
+    ServerHealth {
+        name: String,
+        up: bool,
+    },
+}
+
 /// Replication bookkeeping of a node.
 #[derive(Debug)]
 pub(super) struct Replication {
     durability: Durability,
     last_seq: u64,
     acked: u64,
-    changes: VecDeque<(u64, ReplicationChange)>,
+    changes: VecDeque<(u64, Pending)>,
     parked: VecDeque<ParkedAnswer>,
 }
 
@@ -89,7 +197,7 @@ impl Replication {
         }
     }
 
-    fn push(&mut self, change: ReplicationChange) -> u64 {
+    fn push(&mut self, change: Pending) -> u64 {
         self.last_seq += 1;
         self.changes.push_back((self.last_seq, change));
         self.last_seq
@@ -114,7 +222,38 @@ impl Core {
 
     /// The next change for the standby, with its sequence number (consecutive from 1).
     pub fn poll_replication(&mut self) -> Option<(u64, ReplicationChange)> {
-        self.replication.changes.pop_front()
+        self.poll_replication_view(|seq, change| (seq, change.to_change()))
+    }
+
+    /// The next change for the standby, with its sequence number, handed to `describe` borrowed
+    /// from the core (the hot path: the HA layer encodes it without copying the call). A call is
+    /// described as it is now, which may already include later changes (each has its own number
+    /// and comes next); a call that ended before being handed out is handed out as removed (its
+    /// removal follows, so the standby sees both as one).
+    pub fn poll_replication_view<R>(
+        &mut self,
+        describe: impl FnOnce(u64, ChangeView<'_>) -> R,
+    ) -> Option<R> {
+        let (seq, pending) = self.replication.changes.pop_front()?;
+        let described = match &pending {
+            Pending::Call { key, at } => match self.calls.get(key) {
+                Some(call) => describe(seq, ChangeView::Call(self.call_view(*at, call))),
+                None => describe(
+                    seq,
+                    ChangeView::CallRemoved {
+                        key: *key,
+                        reason: "ended",
+                    },
+                ),
+            },
+            Pending::CallRemoved { key, reason } => {
+                describe(seq, ChangeView::CallRemoved { key: *key, reason })
+            }
+            Pending::ServerHealth { name, up } => {
+                describe(seq, ChangeView::ServerHealth { name, up: *up })
+            }
+        };
+        Some(described)
     }
 
     /// The standby applied every change up to `seq`: held answers up to it go out.
@@ -284,18 +423,13 @@ impl Core {
         if self.replication.durability == Durability::Off {
             return None;
         }
-        let call = self.calls.get(&key)?;
-        let snapshot = self.call_snapshot(now, call);
-        Some(
-            self.replication
-                .push(ReplicationChange::Call(Box::new(snapshot))),
-        )
+        Some(self.replication.push(Pending::Call { key, at: now }))
     }
 
     /// A replicated call ended.
     pub(super) fn replicate_removal(&mut self, call: &Call, reason: &str) {
         if call.replicated && self.replication.durability != Durability::Off {
-            self.replication.push(ReplicationChange::CallRemoved {
+            self.replication.push(Pending::CallRemoved {
                 key: call.key,
                 reason: reason.to_owned(),
             });
@@ -306,7 +440,7 @@ impl Core {
         if let (CallEvent::ServerHealthChanged { server, up }, true) =
             (event, self.replication.durability != Durability::Off)
         {
-            self.replication.push(ReplicationChange::ServerHealth {
+            self.replication.push(Pending::ServerHealth {
                 name: server.clone(),
                 up: *up,
             });
@@ -362,14 +496,26 @@ impl Core {
         self.replication.parked.len()
     }
 
+    /// The last change a held answer waits for: the HA layer sends everything up to it at once,
+    /// and may batch what follows.
+    pub fn awaited_replication(&self) -> Option<u64> {
+        self.replication.parked.back().map(|parked| parked.seq)
+    }
+
     fn call_snapshot(&self, now: Instant, c: &Call) -> CallSnapshot {
-        CallSnapshot {
+        self.call_view(now, c).to_snapshot()
+    }
+
+    fn call_view<'a>(&'a self, now: Instant, c: &'a Call) -> CallView<'a> {
+        CallView {
             key: c.key,
             state: c.state,
-            caller: c.caller.clone(),
-            server: c.server.clone(),
-            server_name: self.server_name(c),
-            media: c.media.clone(),
+            caller: &c.caller,
+            server: &c.server,
+            server_name: c
+                .server_index
+                .map(|s| self.pool.server(s).config.name.as_str()),
+            media: &c.media,
             age: now.saturating_duration_since(c.created),
         }
     }

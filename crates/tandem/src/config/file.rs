@@ -208,6 +208,11 @@ pub struct HaTable {
     /// Default `50ms`.
     #[serde(default = "default_sync_wait")]
     pub sync_wait: String,
+    /// Longest a replication change waits to be sent together with others. A change an answer
+    /// waits for (`sync`) goes at once and takes the waiting ones along; `0ms` sends every change
+    /// at once. Default `5ms`.
+    #[serde(default = "default_batch_window")]
+    pub batch_window: String,
     /// Heartbeats are sent this often. Default `50ms`.
     #[serde(default = "default_heartbeat")]
     pub heartbeat_interval: String,
@@ -254,6 +259,9 @@ fn default_durability() -> String {
 }
 fn default_sync_wait() -> String {
     "50ms".into()
+}
+fn default_batch_window() -> String {
+    "5ms".into()
 }
 fn default_heartbeat() -> String {
     "50ms".into()

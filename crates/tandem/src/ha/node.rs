@@ -315,14 +315,22 @@ impl HaNode {
         } else {
             self.mirror.discard_call_changes();
         }
-        while let Some((seq, change)) = core.poll_replication() {
-            if let Some(outbox) = &mut self.outbox {
-                if let Err(error) = outbox.push(at, wall, seq, change) {
-                    error!(%error, "replication change out of order");
+        match &mut self.outbox {
+            Some(outbox) => {
+                while let Some(pushed) = core
+                    .poll_replication_view(|seq, change| outbox.push_view(at, wall, seq, change))
+                {
+                    if let Err(error) = pushed {
+                        error!(%error, "replication change out of order");
+                    }
                 }
             }
+            None => while core.poll_replication_view(|_, _| ()).is_some() {},
         }
         if let Some(outbox) = &mut self.outbox {
+            if let Some(seq) = core.awaited_replication() {
+                outbox.send_through(seq);
+            }
             if outbox.poll_need_snapshot() {
                 let snapshot = core.replication_snapshot(at);
                 if let Err(error) = outbox.begin_snapshot(at, wall, snapshot) {
@@ -422,7 +430,11 @@ impl HaNode {
             // again and say Hello to the active node, which answers with a snapshot.
             self.link.close_standby(stream);
         }
-        self.outbox = Some(Outbox::new(OutboxConfig::default(), epoch));
+        let config = OutboxConfig {
+            batch_window: self.settings.batch_window,
+            ..OutboxConfig::default()
+        };
+        self.outbox = Some(Outbox::new(config, epoch));
         self.mirror.reset();
         core.set_durability(at, Durability::Async);
         self.role.record_step(
