@@ -178,7 +178,8 @@ run_step() {
    done) &
   sampler=$!
   # PERF_STAT=1: the proxy's CPU time, context switches and system calls during the step;
-  # PERF_RECORD=1: a profile of it (perf.data in the step's folder)
+  # PERF_RECORD=1: a profile of it (perf.data in the step's folder; PERF_RECORD_ARGS, default -F 1999; PERF_ON=peer:
+  # of the standby instead)
   perf=""
   if [ "${PERF_STAT:-0}" = 1 ] && command -v perf >/dev/null; then
     perf stat -e task-clock,context-switches,raw_syscalls:sys_enter,syscalls:sys_enter_epoll_wait \
@@ -187,7 +188,9 @@ run_step() {
       -p "$PROXY_PID" -o "$dir/perf-stat.txt" 2>/dev/null &
     perf=$!
   elif [ "${PERF_RECORD:-0}" = 1 ] && command -v perf >/dev/null; then
-    perf record ${PERF_RECORD_ARGS:--F 1999} -p "$PROXY_PID" -o "$dir/perf.data" >/dev/null 2>&1 &
+    # shellcheck disable=SC2086 # options
+    perf record ${PERF_RECORD_ARGS:--F 1999} -p "$([ "${PERF_ON:-}" = peer ] && echo "$PEER_PID" || echo "$PROXY_PID")" \
+      -o "$dir/perf.data" >/dev/null 2>&1 &
     perf=$!
   fi
   (cd "$dir" && exec ${LOAD_CPUS:+taskset -c "$LOAD_CPUS"} sipp "$PROXY_HOST:$PROXY_PORT" -sf "$SCEN/uac_load.xml" -s 100 \

@@ -62,7 +62,7 @@ impl Default for OutboxConfig {
             max_unacked: 10_000,
             max_ack_delay: Duration::from_secs(1),
             snapshot_timeout: Duration::from_secs(30),
-            batch_window: Duration::from_millis(5),
+            batch_window: Duration::from_millis(1),
         }
     }
 }
@@ -463,6 +463,20 @@ impl Outbox {
         Ok(())
     }
 
+    /// Whether [`Outbox::poll_send`] has something to hand out now.
+    pub fn has_sendable(&self) -> bool {
+        match &self.session {
+            Session::Disconnected | Session::NeedSnapshot => false,
+            Session::Snapshot { chunks, .. } if !chunks.is_empty() => true,
+            Session::Snapshot { .. } | Session::Streaming { .. } => self.delta_due(),
+        }
+    }
+
+    /// Whether the delta at the cursor was pushed and may go now (not held for a batch).
+    fn delta_due(&self) -> bool {
+        self.cursor <= self.last_seq.min(self.send_through)
+    }
+
     /// The next message for the standby: snapshot chunks first, then deltas in order. `None` when
     /// there is nothing to send (call again after the next push or snapshot).
     pub fn poll_send(&mut self) -> Option<Outgoing> {
@@ -472,7 +486,7 @@ impl Outbox {
                 Kind::Snapshot(chunks.pop_front()?)
             }
             Session::Snapshot { .. } | Session::Streaming { .. } => {
-                if self.cursor > self.last_seq.min(self.send_through) {
+                if !self.delta_due() {
                     return None;
                 }
                 let index = usize::try_from(self.cursor - self.oldest_kept()).ok()?;
@@ -762,8 +776,11 @@ mod tests {
         outbox.push(t0, 0, 1, health(true)).unwrap();
         outbox.push(t0, 0, 2, health(false)).unwrap();
         outbox.push(t0, 0, 3, health(true)).unwrap();
+        assert!(!outbox.has_sendable());
         outbox.send_through(2);
+        assert!(outbox.has_sendable());
         assert_eq!(sent_seqs(&mut outbox), vec![1, 2]);
+        assert!(!outbox.has_sendable());
         assert_eq!(
             outbox.poll_timeout(),
             Some(t0 + ms(5)),

@@ -43,7 +43,7 @@ fn a_snapshot_then_deltas_give_a_synced_mirror_equal_to_the_core() {
         net.node("a").core.calls()
     );
     net.run_with_load(Duration::from_secs(2), 3);
-    // The last changes wait for the batch window (5 ms), then for the link.
+    // The last changes wait for the batch window (1 ms), then for the link.
     net.run(Duration::from_millis(20));
 
     assert!(net.mirror_matches(), "{}", net.describe());

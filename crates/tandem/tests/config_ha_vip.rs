@@ -91,3 +91,14 @@ fn each_owner_refuses_what_the_other_needs() {
         assert!(error.contains(key), "{extra:?}: {error}");
     }
 }
+
+#[test]
+fn the_batch_window_defaults_to_a_millisecond_and_may_be_zero() {
+    let peer_sip = "peer_sip = \"10.0.0.12:5060\"";
+    let default = ha(peer_sip).unwrap();
+    assert_eq!(default.batch_window, std::time::Duration::from_millis(1));
+    let zero = ha(&format!("{peer_sip}\nbatch_window = \"0ms\"")).unwrap();
+    assert_eq!(zero.batch_window, std::time::Duration::ZERO);
+    let bad = ha(&format!("{peer_sip}\nbatch_window = \"soon\"")).unwrap_err();
+    assert!(bad.contains("ha.batch_window"), "{bad}");
+}

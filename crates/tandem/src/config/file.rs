@@ -210,7 +210,7 @@ pub struct HaTable {
     pub sync_wait: String,
     /// Longest a replication change waits to be sent together with others. A change an answer
     /// waits for (`sync`) goes at once and takes the waiting ones along; `0ms` sends every change
-    /// at once. Default `5ms`.
+    /// at once. Default `1ms`.
     #[serde(default = "default_batch_window")]
     pub batch_window: String,
     /// Heartbeats are sent this often. Default `50ms`.
@@ -261,7 +261,7 @@ fn default_sync_wait() -> String {
     "50ms".into()
 }
 fn default_batch_window() -> String {
-    "5ms".into()
+    "1ms".into()
 }
 fn default_heartbeat() -> String {
     "50ms".into()

@@ -338,7 +338,7 @@ impl HaNode {
                 }
             }
             if let Some(stream) = self.standby_stream {
-                while self.link.standby_has_room(stream) {
+                while outbox.has_sendable() && self.link.standby_has_room(stream) {
                     let Some(msg) = outbox.poll_send() else { break };
                     self.link.send_to_standby(stream, msg);
                 }
