@@ -40,6 +40,7 @@
 
 #![warn(missing_docs)]
 
+mod ack_latency;
 pub mod convert;
 pub mod incident;
 pub mod mirror;

@@ -43,7 +43,7 @@ impl Core {
             key: c.key,
             call_id: c.caller.call_id.clone(),
             state: c.state,
-            server: self.server_name(c),
+            server: self.server_name(c).map(str::to_owned),
             age: now.saturating_duration_since(c.created),
             media: c.media.streams.clone(),
         }

@@ -475,9 +475,9 @@ impl Core {
     }
 
     /// The configured name of the call's media server, once one is chosen.
-    fn server_name(&self, c: &Call) -> Option<String> {
+    fn server_name(&self, c: &Call) -> Option<&str> {
         c.server_index
-            .map(|s| self.pool.server(s).config.name.clone())
+            .map(|s| self.pool.server(s).config.name.as_str())
     }
 
     /// Removes a call and everything that points at it.

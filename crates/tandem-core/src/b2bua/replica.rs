@@ -512,9 +512,7 @@ impl Core {
             state: c.state,
             caller: &c.caller,
             server: &c.server,
-            server_name: c
-                .server_index
-                .map(|s| self.pool.server(s).config.name.as_str()),
+            server_name: self.server_name(c),
             media: &c.media,
             age: now.saturating_duration_since(c.created),
         }
