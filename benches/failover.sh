@@ -33,7 +33,21 @@
 #   calls lost: calls that did not end with BYE answered 200, or whose RTP never came back
 #   targets: media gap p99 <= 300 ms, 0 calls lost
 #
-# Latest (2026-11-22 00:53 UTC, main after the encoded-once deltas, no record for a BYE, and the
+# Latest (2026-11-22 03:24 and 03:25 UTC, main with the call encoded straight from the core and
+# ha.batch_window = 1ms), `benches/failover.sh` with the defaults, load average 1.8-7.9, run 1 / 2:
+#     replication ack latency under 500 cps (20,000 deltas, 0 sync timeouts): p50 <= 0.50 / 0.50 ms,
+#       p99 <= 2 / 3 ms (a call's removal now waits up to 1 ms for the next awaited delta; with a
+#       5 ms window, 03:21, p99 was <= 7.5 ms, hence the 1 ms default)
+#     detection +61 / +68 ms; confirmed and promoted +62 / +68 ms; address taken +89 / +94 ms
+#     first echoed RTP after the kill, per call: p99 187 / 181 ms
+#     media gap per call p50/p99/max: 170/330/335 ms (NOT met) / 158/207/207 ms (met). Run 1's
+#       excess lies before the kill: every call's first echo after it came within 188 ms, so the
+#       last one before it came 140 ms or more early, a stall of the machine (load up to 7.9 with
+#       SIPp's 40,000 pps); run 2 had such stalls away from the kill (longest gap in a call: p99
+#       420 ms)
+#     calls lost: 0 / 0 of 1,000 -> target met
+#
+# Before that (2026-11-22 00:53 UTC, main after the encoded-once deltas, no record for a BYE, and the
 # VIP bound with IP_FREEBIND instead of the ip_nonlocal_bind sysctl, which the topology now keeps
 # at 0), `benches/failover.sh` with the defaults, load average 1.3-2.9:
 #     replication ack latency under 500 cps (10,000 calls in 20.0 s, 20,000 deltas: one record and

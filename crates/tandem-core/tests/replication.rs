@@ -28,6 +28,19 @@ fn answer_call(net: &mut Net, call_id: &str) -> Message {
     srv_invite
 }
 
+/// The caller's BYE on call `call_id` (its To tag `tag`) relayed to the server, which answers
+/// 200; `meanwhile` runs between the two.
+fn caller_hangs_up(net: &mut Net, call_id: &str, tag: &str, meanwhile: impl FnOnce(&mut Net)) {
+    net.caller_sends(&in_dialog("BYE", call_id, "z9hG4bKbye", tag, 2));
+    let sent = net.drain();
+    meanwhile(net);
+    net.server_sends(
+        MS1,
+        answer(request_to(&sent, MS1, Method::Bye), 200, "OK", false),
+    );
+    net.drain();
+}
+
 fn caller_200(sent: &[(std::net::SocketAddr, Message)]) -> Option<Message> {
     only_to(sent, CALLER)
         .into_iter()
@@ -51,17 +64,12 @@ fn answered_calls_and_their_end_stream_in_order() {
     assert_eq!(call.server_name.as_deref(), Some("ms1"));
     assert_eq!(call.media.streams.len(), 1);
 
-    net.caller_sends(&in_dialog("BYE", "r1@caller", "z9hG4bKr1bye", &tag, 2));
-    let sent = net.drain();
-    assert!(
-        changes(&mut net).is_empty(),
-        "a relayed BYE sends no record: its 2xx removes the call"
-    );
-    net.server_sends(
-        MS1,
-        answer(request_to(&sent, MS1, Method::Bye), 200, "OK", false),
-    );
-    net.drain();
+    caller_hangs_up(&mut net, "r1@caller", &tag, |net| {
+        assert!(
+            changes(net).is_empty(),
+            "a relayed BYE sends no record: its 2xx removes the call"
+        );
+    });
     let stream = changes(&mut net);
     assert!(
         matches!(
@@ -78,13 +86,7 @@ fn a_call_is_described_when_handed_out_and_one_already_ended_as_removed() {
     net.core.set_durability(net.now, Durability::Async);
     let (_, tag) = establish(&mut net, "r9@caller");
     // The call ends before its answered record is handed out.
-    net.caller_sends(&in_dialog("BYE", "r9@caller", "z9hG4bKr9bye", &tag, 2));
-    let sent = net.drain();
-    net.server_sends(
-        MS1,
-        answer(request_to(&sent, MS1, Method::Bye), 200, "OK", false),
-    );
-    net.drain();
+    caller_hangs_up(&mut net, "r9@caller", &tag, |_| {});
     let stream = changes(&mut net);
     assert!(
         matches!(
