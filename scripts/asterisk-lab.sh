@@ -63,6 +63,14 @@ running() {
   [ "$st" != Z ] && [ "$(cat "/proc/$p/comm" 2>/dev/null)" = asterisk ]
 }
 recorded_pid() { cat "$PIDFILE" 2>/dev/null || true; }
+# The process just launched is alive: not gone, not a zombie. Its name may still be setsid or chroot
+# (the exec chain to asterisk takes a moment on a busy machine), which running() would refuse.
+launched_alive() {
+  local p=$1 st
+  [ -r "/proc/$p/stat" ] || return 1
+  st=$(sed 's/.*) //' "/proc/$p/stat" 2>/dev/null | cut -d' ' -f1)
+  [ -n "$st" ] && [ "$st" != Z ]
+}
 
 start() {
   inst_vars "$1"
@@ -84,7 +92,11 @@ start() {
   echo "$p" >"$PIDFILE"
   for i in $(seq 150); do
     [ -S "$ROOT/run/asterisk-$N/asterisk.ctl" ] && break
-    running "$p" || { echo "asterisk-lab: instance $N died at start, see $LOG" >&2; exit 1; }
+    launched_alive "$p" || {
+      echo "asterisk-lab: instance $N died at start; its log ($LOG) ends:" >&2
+      tail -n 15 "$LOG" >&2
+      exit 1
+    }
     sleep 0.1
   done
   # Asterisk's own pid file is authoritative (setsid forks when called by a process-group leader)
