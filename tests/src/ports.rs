@@ -13,7 +13,8 @@
 //! (benches/rtp-load.sh: 10000–29999) and 41000–42999 (the relay crate's own tests).
 
 use crate::IpFamily;
-use std::net::{SocketAddr, TcpListener, UdpSocket};
+use socket2::{Domain, Protocol, Socket, Type};
+use std::net::{SocketAddr, UdpSocket};
 use std::ops::RangeInclusive;
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -29,9 +30,22 @@ fn window_start() -> u32 {
     FIRST + (std::process::id() % WINDOWS) * WINDOW
 }
 
-/// Whether `addr` can be bound over UDP and TCP right now.
+/// Whether `addr` can be bound over UDP and TCP right now. TCP is tried without `SO_REUSEADDR`,
+/// as SIPp binds: a port whose earlier connection still lingers in TIME_WAIT is not free for it
+/// (a listener with the option, like std's, would bind it anyway).
 pub fn is_free_on(addr: SocketAddr) -> bool {
-    UdpSocket::bind(addr).is_ok() && TcpListener::bind(addr).is_ok()
+    UdpSocket::bind(addr).is_ok() && tcp_bindable_without_reuse(addr)
+}
+
+fn tcp_bindable_without_reuse(addr: SocketAddr) -> bool {
+    let Ok(socket) = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))
+    else {
+        return false;
+    };
+    if addr.is_ipv6() && socket.set_only_v6(true).is_err() {
+        return false;
+    }
+    socket.set_reuse_address(false).is_ok() && socket.bind(&addr.into()).is_ok()
 }
 
 /// Whether `port` can be bound over UDP and TCP on every configured loopback address right now.
@@ -169,6 +183,26 @@ mod tests {
         for p in [a, b, c] {
             assert!((22_000..32_000).contains(&u32::from(p)), "{p}");
         }
+    }
+
+    /// A port whose connection lingers in TIME_WAIT is not free: SIPp could not bind it.
+    #[test]
+    fn a_port_in_time_wait_is_not_free() {
+        use std::io::Read;
+        use std::net::{TcpListener, TcpStream};
+        let port = free_port();
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        let listener = TcpListener::bind(addr).unwrap();
+        let mut client = TcpStream::connect(addr).unwrap();
+        let (accepted, _) = listener.accept().unwrap();
+        drop(listener);
+        // The side on `port` closes first, so it is the one left in TIME_WAIT.
+        drop(accepted);
+        let mut rest = Vec::new();
+        client.read_to_end(&mut rest).unwrap();
+        drop(client);
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert!(!is_free_on(addr), "{addr} in TIME_WAIT counted as free");
     }
 
     /// A port taken on one loopback address only is not free: it could not serve a test of that
