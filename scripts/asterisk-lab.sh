@@ -54,23 +54,20 @@ render() {
   for f in run var/log var/spool var/lib var/cache; do mkdir -p "$ROOT/$f/asterisk-$N"; done
 }
 
-# A pid counts as running only if it is not a zombie and is still asterisk: after kill -9 the process
-# stays a zombie until it is reaped (kill -0 still succeeds), and pids get reused.
-running() {
+# A process that exists and is not a zombie: after kill -9 it stays a zombie until it is reaped
+# (kill -0 still succeeds). A just-launched instance is checked this way while its exec chain
+# (setsid, chroot) has not reached asterisk yet, which takes a moment on a busy machine.
+alive() {
   local p=${1:-} st
   [ -n "$p" ] && [ -r "/proc/$p/stat" ] || return 1
   st=$(sed 's/.*) //' "/proc/$p/stat" 2>/dev/null | cut -d' ' -f1)
-  [ "$st" != Z ] && [ "$(cat "/proc/$p/comm" 2>/dev/null)" = asterisk ]
-}
-recorded_pid() { cat "$PIDFILE" 2>/dev/null || true; }
-# The process just launched is alive: not gone, not a zombie. Its name may still be setsid or chroot
-# (the exec chain to asterisk takes a moment on a busy machine), which running() would refuse.
-launched_alive() {
-  local p=$1 st
-  [ -r "/proc/$p/stat" ] || return 1
-  st=$(sed 's/.*) //' "/proc/$p/stat" 2>/dev/null | cut -d' ' -f1)
   [ -n "$st" ] && [ "$st" != Z ]
 }
+# A pid counts as running only if it is alive and still asterisk (pids get reused).
+running() {
+  alive "${1:-}" && [ "$(cat "/proc/$1/comm" 2>/dev/null)" = asterisk ]
+}
+recorded_pid() { cat "$PIDFILE" 2>/dev/null || true; }
 
 start() {
   inst_vars "$1"
@@ -92,7 +89,7 @@ start() {
   echo "$p" >"$PIDFILE"
   for i in $(seq 150); do
     [ -S "$ROOT/run/asterisk-$N/asterisk.ctl" ] && break
-    launched_alive "$p" || {
+    alive "$p" || {
       echo "asterisk-lab: instance $N died at start; its log ($LOG) ends:" >&2
       tail -n 15 "$LOG" >&2
       exit 1

@@ -26,8 +26,8 @@
 //! [`Core::replication_snapshot`]: tandem_core::Core::replication_snapshot
 
 pub use crate::ack_latency::{AckLatency, ACK_LATENCY_BOUNDS_US};
-use crate::convert::{change_to_delta, snapshot_to_chunks};
-use crate::outgoing::{self, Outgoing};
+use crate::convert::snapshot_to_chunks;
+use crate::outgoing::Outgoing;
 use crate::view_encode;
 use bytes::Bytes;
 use std::collections::VecDeque;
@@ -255,16 +255,12 @@ impl Outbox {
         seq: u64,
         change: ReplicationChange,
     ) -> Result<(), OutboxError> {
-        let delta = change_to_delta(self.epoch, seq, change, unix_ms);
-        let message = ActiveMessage {
-            kind: Some(Kind::Delta(delta)),
-        };
-        self.keep(now, seq, outgoing::encode(&message))
+        self.push_view(now, unix_ms, seq, change.view())
     }
 
     /// As [`Outbox::push`], for a change borrowed from the core
     /// ([`Core::poll_replication_view`](tandem_core::Core::poll_replication_view)): it is
-    /// encoded straight from the core's call, which is not copied.
+    /// encoded straight from the core's call, which is not copied (both pushes encode this way).
     pub fn push_view(
         &mut self,
         now: Instant,

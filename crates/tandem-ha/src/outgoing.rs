@@ -1,7 +1,8 @@
 //! What the active sends its standby, as [`Outbox::poll_send`](crate::Outbox::poll_send) hands it
-//! out. A delta is encoded once, when it enters the outbox's ring, and that buffer is what every
-//! send (and every resend after a reconnect) writes: no copy of the delta's strings per send, and
-//! an evicted ring entry frees one buffer instead of a tree of fields.
+//! out. A delta is encoded once ([`crate::view_encode`]), when it enters the outbox's ring, and
+//! that buffer is what every send (and every resend after a reconnect) writes: no copy of the
+//! delta's strings per send, and an evicted ring entry frees one buffer instead of a tree of
+//! fields.
 
 use bytes::{BufMut, Bytes};
 use prost::Message;
@@ -14,11 +15,6 @@ pub enum Outgoing {
     Encoded(Bytes),
     /// A message encoded when it is sent (snapshot chunks, heartbeats).
     Message(Box<ActiveMessage>),
-}
-
-/// The wire form of `message`, encoded once: what [`Outgoing::Encoded`] carries.
-pub fn encode(message: &ActiveMessage) -> Bytes {
-    Bytes::from(message.encode_to_vec())
 }
 
 impl Outgoing {
@@ -97,7 +93,7 @@ mod tests {
     #[test]
     fn an_encoded_message_writes_the_bytes_prost_would() {
         let message = delta(7);
-        let encoded = Outgoing::Encoded(encode(&message));
+        let encoded = Outgoing::Encoded(Bytes::from(message.encode_to_vec()));
         let mut written = Vec::new();
         encoded.write_to(&mut written).unwrap();
         assert_eq!(written, message.encode_to_vec());
@@ -119,7 +115,7 @@ mod tests {
 
     #[test]
     fn a_full_buffer_is_an_error_not_a_panic() {
-        let encoded = Outgoing::Encoded(encode(&delta(9)));
+        let encoded = Outgoing::Encoded(Bytes::from(delta(9).encode_to_vec()));
         let mut space = [0u8; 2];
         let mut buf = &mut space[..];
         assert!(encoded.write_to(&mut buf).is_err());

@@ -195,9 +195,10 @@ fn direct_encoding(epoch: u64, seq: u64, change: &ReplicationChange) -> bytes::B
 /// The change converted into the generated types, then encoded by them.
 fn generated_encoding(epoch: u64, seq: u64, change: &ReplicationChange) -> bytes::Bytes {
     let delta = change_to_delta(epoch, seq, change.clone(), NOW_UNIX_MS);
-    tandem_ha::outgoing::encode(&wire::ActiveMessage {
+    let message = wire::ActiveMessage {
         kind: Some(wire::active_message::Kind::Delta(delta)),
-    })
+    };
+    bytes::Bytes::from(message.encode_to_vec())
 }
 
 #[test]
