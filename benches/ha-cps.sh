@@ -10,7 +10,8 @@
 # Knobs: RATES (cps steps), STEP_SECONDS (10), REFINE (bisection steps after the ramp, 2), RETRY
 #   (1: a failed step runs once more on fresh processes; the rate fails when both fail),
 #   WARMUP_SECONDS (3), SETUPS (any of: tandem tandem-async tandem-sync tandem-nomedia
-#   tandem-async-nomedia tandem-sync-nomedia kamailio-dmq kamailio), SYNC_WAIT (ha.sync_wait, 50ms), PAIRS (0; N > 0:
+#   tandem-async-nomedia tandem-sync-nomedia kamailio-dmq kamailio tandem-ballast-nomedia: see "the
+#   ballast" below; BALLAST_SHARE), SYNC_WAIT (ha.sync_wait, 50ms), PAIRS (0; N > 0:
 #   no ramps, N interleaved rounds of every setup at PAIR_RATE, 6000, and each setup's mean CPU per
 #   call and capacity against the first setup: the steadier estimate of the cps ratio), PIN (1: the active
 #   proxy alone on the last CPU, its standby and both SIPp ends on the others), PEER_NICE (the
@@ -128,6 +129,15 @@
 # encoding 1.5 %, the rest of HaNode 0.9 %; the copy of the call (1.3 %) and the conversion (0.8 %)
 # are gone. Rounds whose standby spent less CPU also found a cheaper active (bigger batches on both
 # sides): the remaining cost is per write and per ack, not per delta.
+# 2026-11-22 05:45-05:58, same build (826d542), quiet machine, 8 interleaved rounds each:
+#   PAIRS=8 PAIR_RATE=6000 STEP_SECONDS=15: alone 0.0975, sync 0.1116 -> x0.87
+#   PAIRS=8 PAIR_RATE=7500 STEP_SECONDS=15: alone 0.1001, sync 0.1148 -> x0.87
+# so the x0.90-0.95 of the shorter runs above were the noise's good side. With the ballast control
+# (PAIRS=4 at 6,000, SETUPS="tandem-nomedia tandem-sync-nomedia tandem-ballast-nomedia"): alone
+# 0.0975, ballast 0.0978, sync 0.1080: the gap is the active's own replication work. Where it goes
+# (dwarf profile of the sync active at 6,000): the h2 connection task 4.1 % (writev 2.4 %, half of
+# it the standby's receive path, which loopback runs in the writer's context), encoding and keeping
+# the deltas 2.1 %, the rest of the link and HaNode about 1 %, tokio's extra tasks the rest.
 # PERF_STAT=1 (perf stat of the active per step) and PERF_RECORD=1 (perf record; PERF_ON=peer for
 # the standby) are hooks of benches/lib/sip-load-common.sh.
 
@@ -183,6 +193,7 @@ describe() {
     tandem-async-nomedia) echo "Tandem active + standby, ha.durability = \"async\", media not anchored" ;;
     tandem-sync-nomedia) echo "Tandem active + standby, ha.durability = \"sync\" (ha.sync_wait $SYNC_WAIT), media not anchored" ;;
     kamailio) echo "Kamailio alone (the same config without DMQ), media not relayed" ;;
+    tandem-ballast-nomedia) echo "Tandem alone, media not anchored, and a CPU burner standing in for the standby's CPU use (share $(ballast_share))" ;;
   esac
 }
 # true for the setups with a Tandem standby
@@ -281,6 +292,42 @@ replication_figures() {
       print timeouts, mean, p99 }' "$1" "$2"
 }
 
+# --- the ballast --------------------------------------------------------------------------------
+
+# A control for the standby's presence: the two vCPUs share a host, so a busier CPU 0 might slow
+# the active on CPU 1 by itself. tandem-ballast-nomedia is Tandem alone beside a CPU burner on the
+# standby's CPUs that takes what the standby took; if it costs the active what tandem-sync costs it,
+# the neighbour explains the difference, else the replication work in the active does. (Measured
+# 2026-11-22: the ballast cost nothing, 0.0978 against 0.0975 s per 1,000 calls alone; sync 0.1080.)
+
+# The CPU share of the burner: BALLAST_SHARE, else the mean share of one CPU the standby used in
+# this run's clean steps (peer_s/1k x rate / 1000), else 0.10
+ballast_share() {
+  if [ -n "${BALLAST_SHARE:-}" ]; then echo "$BALLAST_SHARE"; return; fi
+  awk '{ s = 0; for (i = 1; i <= NF; i++) s += $i; if (NF) printf "%.3f", s / NF; else print "0.10" }' \
+    <<<"${RESULT[peer.shares]:-}"
+}
+
+# A burner on the standby's CPUs at its nice value, busy for share $1 of every 5 ms (spinning on
+# the clock), asleep the rest (read -t on a FIFO of folder $2 nobody writes: no fork per period);
+# it counts as the peer (PEER_PID), so its CPU shows in peer_s/1k and setup_stop ends it.
+start_ballast() {
+  local busy_us
+  busy_us=$(awk -v s="$1" 'BEGIN { b = int(s * 5000); if (b < 0) b = 0; if (b > 5000) b = 5000; print b }')
+  mkfifo "$2/ballast.fifo" || return 1
+  # shellcheck disable=SC2016 # expanded by the inner bash
+  setsid ${PEER_CPUS:+taskset -c "$PEER_CPUS"} ${PEER_NICE:+nice -n "$PEER_NICE"} bash -c '
+    exec 3<>"$1"
+    busy=$2 idle=$(printf "0.%06d" $((5000 - $2)))
+    while :; do
+      t=${EPOCHREALTIME/./}
+      end=$((10#$t + busy))
+      while [ $((10#${EPOCHREALTIME/./})) -lt $end ]; do :; done
+      read -r -t "$idle" -u 3 _
+    done' ballast "$2/ballast.fifo" "$busy_us" &
+  PEER_PID=$!
+}
+
 # --- Kamailio -----------------------------------------------------------------------------------
 
 start_kamailio_instance() { # $1 folder, $2 CPUs, $3 own IP, $4 peer IP (empty: no DMQ)
@@ -321,6 +368,7 @@ setup_start() { # $1 setup, $2 folder
   start_uas "$dir"
   case ${name%-nomedia} in
     tandem) start_tandem_setup "$dir" "" ;;
+    tandem-ballast) start_tandem_setup "$dir" "" && start_ballast "$(ballast_share)" "$dir" ;;
     tandem-async) start_tandem_setup "$dir" async ;;
     tandem-sync) start_tandem_setup "$dir" sync ;;
     kamailio-dmq) start_kamailio_setup "$dir" dmq ;;
@@ -426,6 +474,8 @@ measure_step() {
   elif [ $clean = 0 ]; then
     RESULT[$name.cpu.$rate]=$STEP_CPU RESULT[$name.peer.$rate]=$STEP_PEER_CPU RESULT[$name.stalled.$rate]=$STEP_STALLED
     RESULT[$name.mean.$rate]=$STEP_MEAN RESULT[$name.p99.$rate]=$STEP_P99
+    tandem_pair "$name" && [ "$STEP_PEER_CPU" != - ] &&
+      RESULT[peer.shares]+="$(awk -v c="$STEP_PEER_CPU" -v r="$rate" 'BEGIN { printf "%.4f", c * r / 1000 }') "
   else
     RESULT[$name.stalled.$rate]=$STEP_STALLED
   fi
@@ -488,6 +538,7 @@ bench_setup() { # $1 setup
 short_name() {
   case $1 in
     tandem | tandem-nomedia) echo alone ;;
+    tandem-ballast*) echo ballast ;;
     tandem-async*) echo async ;;
     tandem-sync*) echo sync ;;
     kamailio-dmq) echo dmq ;;
@@ -524,7 +575,12 @@ interleaved() {
     r=$(ratio "$first" "$mean")
     log "  $(printf '%-19s' "$name") ${cpus:-none }-> mean $mean, capacity x$r"
     [[ $name == tandem-sync* ]] && log "  $(printf '%-19s' '') target: sync >= 0.90 of the first setup: $(verdict "$r" 0.90)"
+    RESULT[$name.mean]=$mean
   done
+  if [ -n "${RESULT[tandem-ballast-nomedia.mean]:-}" ] && [ -n "${RESULT[tandem-sync-nomedia.mean]:-}" ]; then
+    log "  the replication work's own cost, without the neighbour's (see the ballast): tandem-ballast-nomedia's mean /"
+    log "  tandem-sync-nomedia's: x$(ratio "${RESULT[tandem-ballast-nomedia.mean]}" "${RESULT[tandem-sync-nomedia.mean]}")"
+  fi
 }
 
 # --- summary ------------------------------------------------------------------------------------

@@ -31,6 +31,9 @@ cargo build --release --workspace --bins
 step "tests (release, TANDEM_BIN=target/release/tandem)"
 TANDEM_BIN="$PWD/target/release/tandem" cargo test --workspace --release
 
+step "relay tests on the epoll data plane (the run above used the default, io_uring)"
+TANDEM_RELAY_IO=epoll cargo test --release -p tandem-relay
+
 step "format"
 cargo fmt --all -- --check
 

@@ -16,7 +16,8 @@ pub struct RelayTotals {
     pub streams: u64,
     /// Datagrams read from relay sockets, whatever became of them.
     pub packets_received: u64,
-    /// `recvmmsg` calls that returned packets (`packets_received / recv_batches` is the mean batch).
+    /// `recvmmsg` calls (epoll) or loop rounds (io_uring) that returned packets
+    /// (`packets_received / recv_batches` is the mean batch).
     pub recv_batches: u64,
     /// Packets (RTP and RTCP) the kernel took for sending.
     pub packets_relayed: u64,

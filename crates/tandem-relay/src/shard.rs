@@ -1,14 +1,18 @@
 //! One shard: a thread with a `mio::Poll` over the sockets of its calls, the commands that change
-//! them, the batch loop that relays packets, and the inactivity timer.
+//! them, the batch loop that relays packets, and the inactivity timer. With [`RelayIo::IoUring`]
+//! the loop is io_uring's instead ([`uring_loop`]); commands, streams and reports are shared.
+
+mod uring_loop;
 
 use crate::counters::{RelayTotals, ShardCounters};
 use crate::flow::{self, Action, DropCause, Port};
 use crate::stream::{side_index, untoken, BindError, Stream, StreamSettings, Streams, SIDES};
 use crate::sys::{Outgoing, RecvBatch, SendBatch};
-use crate::{CallMediaStats, EventSink, QueryReply, RelayConfig, StreamReport};
+use crate::{CallMediaStats, EventSink, QueryReply, RelayConfig, RelayIo, StreamReport};
 use mio::{Events, Poll, Token};
 use rustc_hash::FxHashMap;
 use std::io;
+use std::net::SocketAddr;
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 use tandem_media::session::{CallKey, MediaCommand, MediaEvent, SessionPlan};
@@ -80,6 +84,7 @@ pub(crate) struct Shard {
     /// The list being served this round (swapped with `retry`).
     serving: Vec<Token>,
     next_check: Instant,
+    io_backend: RelayIo,
 }
 
 impl Shard {
@@ -116,11 +121,27 @@ impl Shard {
             retry: Vec::with_capacity(EVENTS),
             serving: Vec::with_capacity(EVENTS),
             next_check: Instant::now(),
+            io_backend: config.io,
         }
     }
 
     /// Runs until [`Command::Stop`] or until the relay is dropped.
     pub(crate) fn run(mut self) {
+        if self.io_backend == RelayIo::IoUring {
+            match crate::uring::Ring::new() {
+                Ok(ring) => {
+                    self.streams = Streams::logged();
+                    return self.run_uring(ring);
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "io_uring unavailable; this relay shard runs with epoll")
+                }
+            }
+        }
+        self.run_epoll();
+    }
+
+    fn run_epoll(mut self) {
         let mut events = Events::with_capacity(EVENTS);
         loop {
             let timeout = self.poll_timeout(Instant::now());
@@ -196,16 +217,29 @@ impl Shard {
     fn run_commands(&mut self) -> bool {
         loop {
             match self.inbox.try_recv() {
-                Ok(Command::Media(MediaCommand::Apply(plan))) => self.apply(plan, false),
-                Ok(Command::Media(MediaCommand::Prepare(plan))) => self.apply(plan, true),
-                Ok(Command::Media(MediaCommand::Remove { call })) => self.remove(call),
-                Ok(Command::Query(call, reply)) => reply(self.report(call)),
-                Ok(Command::Stop) | Err(mpsc::TryRecvError::Disconnected) => return false,
+                Ok(command) => {
+                    if !self.run_command(command) {
+                        return false;
+                    }
+                }
+                Err(mpsc::TryRecvError::Disconnected) => return false,
                 Err(mpsc::TryRecvError::Empty) => return true,
             }
-            self.counters
-                .set_gauges(self.calls.len(), self.streams.len());
         }
+    }
+
+    /// Runs one command; `false` when it says stop.
+    fn run_command(&mut self, command: Command) -> bool {
+        match command {
+            Command::Media(MediaCommand::Apply(plan)) => self.apply(plan, false),
+            Command::Media(MediaCommand::Prepare(plan)) => self.apply(plan, true),
+            Command::Media(MediaCommand::Remove { call }) => self.remove(call),
+            Command::Query(call, reply) => reply(self.report(call)),
+            Command::Stop => return false,
+        }
+        self.counters
+            .set_gauges(self.calls.len(), self.streams.len());
+        true
     }
 
     /// Creates or updates a call's streams to match `plan`; `prepare`: a standby's copy of the
@@ -255,7 +289,7 @@ impl Shard {
             let result = match existing {
                 Some(slot) => self
                     .streams
-                    .update(registry, slot, wanted, settings, now)
+                    .update(Some(registry), slot, wanted, settings, now)
                     .map(|()| {
                         if adopting {
                             self.streams.adopt(slot, wanted, now);
@@ -264,7 +298,7 @@ impl Shard {
                     }),
                 None => self
                     .streams
-                    .open(registry, plan.call, wanted, settings, now),
+                    .open(Some(registry), plan.call, wanted, settings, now),
             };
             match result {
                 Ok(slot) => call.streams.push(slot),
@@ -374,18 +408,6 @@ fn relay_batch(
     sink: &dyn EventSink,
 ) {
     let now = Instant::now();
-    let Stream {
-        call,
-        index,
-        ports,
-        flows,
-        ipv6,
-    } = stream;
-    let [caller, server] = flows;
-    let (from, to) = match side {
-        0 => (caller, server),
-        _ => (server, caller),
-    };
     io.via_rtp.clear();
     io.via_rtcp.clear();
     for slot in 0..io.recv.len() {
@@ -395,73 +417,114 @@ fn relay_batch(
             totals.dropped_malformed += 1;
             continue;
         };
-        let outcome = flow::forward(from, to, port, source, now, packet);
-        if let Some((latched_port, source)) = outcome.latched {
-            let side = SIDES[side & 1];
-            let rtcp = latched_port == Port::Rtcp;
-            tracing::debug!(call = *call, index = *index, side = side.as_str(), %source, rtcp, "media source latched");
-            sink.send(MediaEvent::Latched {
-                call: *call,
-                side,
-                index: *index,
-                source,
-                rtcp,
+        if let Some(forward) = relay_packet(stream, side, port, source, now, packet, totals, sink) {
+            let list = match forward.port {
+                Port::Rtp => &mut io.via_rtp,
+                Port::Rtcp => &mut io.via_rtcp,
+            };
+            list.push(Outgoing {
+                slot,
+                len: packet.len(),
+                destination: forward.destination,
+                rtcp: forward.rtcp,
+                sent: false,
             });
-        }
-        let reanchored = outcome.reanchored.then(|| to.outbound_snapshot(now));
-        if let Some(stream) = reanchored.flatten() {
-            let (side, ssrc) = (SIDES[1 - (side & 1)], stream.outbound_ssrc);
-            tracing::debug!(
-                call = *call,
-                side = side.as_str(),
-                ssrc,
-                "outbound stream remapped"
-            );
-            sink.send(MediaEvent::Outbound {
-                call: *call,
-                side,
-                index: *index,
-                stream,
-            });
-        }
-        match outcome.action {
-            Action::Forward {
-                port,
-                destination,
-                rtcp,
-            } => {
-                let list = match port {
-                    Port::Rtp => &mut io.via_rtp,
-                    Port::Rtcp => &mut io.via_rtcp,
-                };
-                list.push(Outgoing {
-                    slot,
-                    len: packet.len(),
-                    destination,
-                    rtcp,
-                    sent: false,
-                });
-            }
-            Action::Drop(DropCause::Stray) => totals.dropped_stray += 1,
-            Action::Drop(DropCause::Malformed) => totals.dropped_malformed += 1,
-            Action::Drop(DropCause::NoDestination) => totals.dropped_no_destination += 1,
-            Action::Drop(DropCause::Stale) => totals.dropped_stale += 1,
         }
     }
-    let out = &ports[1 - (side & 1)];
+    let out = &stream.ports[1 - (side & 1)];
     for (port, list) in [(Port::Rtp, &mut io.via_rtp), (Port::Rtcp, &mut io.via_rtcp)] {
         if list.is_empty() {
             continue;
         }
-        let report = io.send.send(&out.sender(port), *ipv6, &io.recv, list);
+        let report = io.send.send(&out.sender(port), stream.ipv6, &io.recv, list);
         for packet in list.iter().filter(|packet| packet.sent) {
             totals.bytes_relayed += packet.len as u64;
             totals.rtcp_relayed += u64::from(packet.rtcp);
         }
         totals.packets_relayed += report.sent as u64;
         totals.send_errors += (report.busy + report.failed) as u64;
-        to.counters.packets_sent += report.sent as u64;
+        stream.flows[1 - (side & 1)].counters.packets_sent += report.sent as u64;
     }
+}
+
+/// Where a relayed packet leaves: from the other side's `port` socket toward `destination`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Forward {
+    pub(crate) port: Port,
+    pub(crate) destination: SocketAddr,
+    /// An RTCP packet (counted apart).
+    pub(crate) rtcp: bool,
+}
+
+/// One packet received from `source` on `side`'s `port` socket of `stream`: admitted (or latched),
+/// edited in place for the other side, and where it goes; `None` when it is dropped (counted in
+/// `totals`). Latches and remapped outbound streams are reported to `sink`.
+#[allow(clippy::too_many_arguments)] // the packet's whole context, passed on the hot path
+pub(crate) fn relay_packet(
+    stream: &mut Stream,
+    side: usize,
+    port: Port,
+    source: SocketAddr,
+    now: Instant,
+    packet: &mut [u8],
+    totals: &mut RelayTotals,
+    sink: &dyn EventSink,
+) -> Option<Forward> {
+    let Stream {
+        call, index, flows, ..
+    } = stream;
+    let [caller, server] = flows;
+    let (from, to) = match side {
+        0 => (caller, server),
+        _ => (server, caller),
+    };
+    let outcome = flow::forward(from, to, port, source, now, packet);
+    if let Some((latched_port, source)) = outcome.latched {
+        let side = SIDES[side & 1];
+        let rtcp = latched_port == Port::Rtcp;
+        tracing::debug!(call = *call, index = *index, side = side.as_str(), %source, rtcp, "media source latched");
+        sink.send(MediaEvent::Latched {
+            call: *call,
+            side,
+            index: *index,
+            source,
+            rtcp,
+        });
+    }
+    let reanchored = outcome.reanchored.then(|| to.outbound_snapshot(now));
+    if let Some(stream) = reanchored.flatten() {
+        let (side, ssrc) = (SIDES[1 - (side & 1)], stream.outbound_ssrc);
+        tracing::debug!(
+            call = *call,
+            side = side.as_str(),
+            ssrc,
+            "outbound stream remapped"
+        );
+        sink.send(MediaEvent::Outbound {
+            call: *call,
+            side,
+            index: *index,
+            stream,
+        });
+    }
+    match outcome.action {
+        Action::Forward {
+            port,
+            destination,
+            rtcp,
+        } => {
+            return Some(Forward {
+                port,
+                destination,
+                rtcp,
+            })
+        }
+        Action::Drop(DropCause::Stray) => totals.dropped_stray += 1,
+        Action::Drop(DropCause::Malformed) => totals.dropped_malformed += 1,
+        Action::Drop(DropCause::NoDestination) => totals.dropped_no_destination += 1,
+        Action::Drop(DropCause::Stale) => totals.dropped_stale += 1,
+    }
+    None
 }
 
 fn side_report(stream: &Stream, side: usize, now: Instant) -> StreamReport {

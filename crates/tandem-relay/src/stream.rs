@@ -48,6 +48,13 @@ pub(crate) struct SidePorts {
     pub(crate) rtcp: UdpSocket,
     /// The send-only socket on the RTP port, when the kernel allowed one.
     rtp_sender: Option<std::net::UdpSocket>,
+    /// Told apart from earlier sockets of the same slot and side (the io_uring shard's requests
+    /// carry it, so a completion for a closed socket never reaches a stream opened in its slot).
+    pub(crate) generation: u32,
+    /// The io_uring shard's registered-file slots of the RTP and RTCP senders, once registered.
+    pub(crate) fixed: [Option<u32>; 2],
+    /// The io_uring shard has a receive running on the RTP and RTCP sockets.
+    pub(crate) armed: [bool; 2],
 }
 
 impl SidePorts {
@@ -122,9 +129,64 @@ pub(crate) struct Streams {
     slots: Vec<Option<Stream>>,
     free: Vec<usize>,
     live: usize,
+    /// `None`: the sockets are registered with this poll (epoll shards). `Some`: they are not,
+    /// and every side bound or closed is logged here for the io_uring shard to arm or cancel.
+    changes: Option<Vec<SocketChange>>,
+    next_generation: u32,
+}
+
+/// A side's sockets bound or closed (logged for an io_uring shard).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SocketChange {
+    Bound {
+        slot: usize,
+        side: usize,
+    },
+    Closed {
+        slot: usize,
+        side: usize,
+        generation: u32,
+        /// Registered-file slots to release.
+        fixed: [Option<u32>; 2],
+    },
 }
 
 impl Streams {
+    /// Streams whose sockets are not polled but logged ([`Streams::take_changes`]).
+    pub(crate) fn logged() -> Self {
+        Self {
+            changes: Some(Vec::new()),
+            ..Self::default()
+        }
+    }
+
+    /// The sides bound and closed since the last call, in order.
+    pub(crate) fn take_changes(&mut self, into: &mut Vec<SocketChange>) {
+        if let Some(changes) = &mut self.changes {
+            into.append(changes);
+        }
+    }
+
+    fn log(&mut self, change: SocketChange) {
+        if let Some(changes) = &mut self.changes {
+            changes.push(change);
+        }
+    }
+
+    fn generation(&mut self) -> u32 {
+        self.next_generation = self.next_generation.wrapping_add(1);
+        self.next_generation
+    }
+
+    fn log_closed(&mut self, slot: usize, side: usize, ports: &SidePorts) {
+        self.log(SocketChange::Closed {
+            slot,
+            side,
+            generation: ports.generation,
+            fixed: ports.fixed,
+        });
+    }
+
     /// The stream in `slot`.
     pub(crate) fn get(&self, slot: usize) -> Option<&Stream> {
         self.slots.get(slot).and_then(Option::as_ref)
@@ -143,7 +205,7 @@ impl Streams {
     /// Binds and registers a new stream; returns its slot.
     pub(crate) fn open(
         &mut self,
-        registry: &Registry,
+        registry: Option<&Registry>,
         call: CallKey,
         plan: &StreamPlan,
         settings: StreamSettings,
@@ -151,10 +213,14 @@ impl Streams {
     ) -> Result<usize, BindError> {
         let slot = self.free.pop().unwrap_or(self.slots.len());
         let at = settings.bind_at();
-        let bound = bind_side(registry, at, plan.caller.local, slot, 0).and_then(|caller| {
-            let server = bind_side(registry, at, plan.server.local, slot, 1);
-            server.map(|server| [caller, server])
-        });
+        let registry = registry.filter(|_| self.changes.is_none());
+        let generations = [self.generation(), self.generation()];
+        let bound = bind_side(registry, at, plan.caller.local, slot, 0, generations[0]).and_then(
+            |caller| {
+                let server = bind_side(registry, at, plan.server.local, slot, 1, generations[1]);
+                server.map(|server| [caller, server])
+            },
+        );
         let ports = match bound {
             Ok(ports) => ports,
             Err(error) => {
@@ -181,6 +247,9 @@ impl Streams {
             self.slots[slot] = Some(stream);
         }
         self.live += 1;
+        for side in 0..2 {
+            self.log(SocketChange::Bound { slot, side });
+        }
         Ok(slot)
     }
 
@@ -188,30 +257,38 @@ impl Streams {
     /// changed pair is bound anew, remotes re-signal. On a bind failure the stream is closed.
     pub(crate) fn update(
         &mut self,
-        registry: &Registry,
+        registry: Option<&Registry>,
         slot: usize,
         plan: &StreamPlan,
         settings: StreamSettings,
         now: Instant,
     ) -> Result<(), BindError> {
         let at = settings.bind_at();
-        let Some(stream) = self.get_mut(slot) else {
-            return Ok(());
-        };
+        let registry = registry.filter(|_| self.changes.is_none());
         for side in SIDES {
             let endpoint: &EndpointPlan = plan.endpoint(side);
             let i = side_index(side);
+            let generation = self.generation();
+            let Some(stream) = self.get_mut(slot) else {
+                return Ok(());
+            };
             if stream.ports[i].local != endpoint.local {
                 // The old sockets close when replaced (see `close`).
-                match bind_side(registry, at, endpoint.local, slot, i) {
-                    Ok(fresh) => stream.ports[i] = fresh,
+                match bind_side(registry, at, endpoint.local, slot, i, generation) {
+                    Ok(fresh) => {
+                        let old = std::mem::replace(&mut stream.ports[i], fresh);
+                        self.log_closed(slot, i, &old);
+                        self.log(SocketChange::Bound { slot, side: i });
+                    }
                     Err(error) => {
                         self.close(slot);
                         return Err(error);
                     }
                 }
             }
-            stream.flows[i].update(endpoint, plan.clock_rate, now);
+            if let Some(stream) = self.get_mut(slot) {
+                stream.flows[i].update(endpoint, plan.clock_rate, now);
+            }
         }
         Ok(())
     }
@@ -235,6 +312,9 @@ impl Streams {
         let Some(stream) = self.slots.get_mut(slot).and_then(Option::take) else {
             return;
         };
+        for (side, ports) in stream.ports.iter().enumerate() {
+            self.log_closed(slot, side, ports);
+        }
         drop(stream);
         self.free.push(slot);
         self.live -= 1;
@@ -268,12 +348,14 @@ struct Local {
     free_bind: bool,
 }
 
+/// `side`'s sockets in `slot`, registered with `registry` when there is one.
 fn bind_side(
-    registry: &Registry,
+    registry: Option<&Registry>,
     at: Local,
     local: PortPair,
     slot: usize,
     side: usize,
+    generation: u32,
 ) -> Result<SidePorts, BindError> {
     let (rtp, rtp_sender) = bind_rtp(at, local.rtp())?;
     let mut rtp = UdpSocket::from_std(rtp);
@@ -281,6 +363,9 @@ fn bind_side(
     let rtcp = bind(at, local.rtcp(), Buffers::BOTH, false)?;
     let mut rtcp = UdpSocket::from_std(rtcp.into());
     let register = |socket: &mut UdpSocket, port: Port, number: u16| {
+        let Some(registry) = registry else {
+            return Ok(());
+        };
         registry
             .register(socket, token(slot, side, port), Interest::READABLE)
             .map_err(|error| BindError {
@@ -296,6 +381,9 @@ fn bind_side(
         rtp,
         rtcp,
         rtp_sender,
+        generation,
+        fixed: [None; 2],
+        armed: [false; 2],
     })
 }
 

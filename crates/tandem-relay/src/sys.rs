@@ -380,7 +380,7 @@ pub(crate) fn steer_to_first(socket: &impl AsRawFd) -> io::Result<()> {
     }
 }
 
-fn zeroed_storage() -> libc::sockaddr_storage {
+pub(crate) fn zeroed_storage() -> libc::sockaddr_storage {
     // SAFETY: sockaddr_storage is a plain C struct of integers; all-zero bytes are a valid value.
     unsafe { mem::zeroed() }
 }
@@ -403,7 +403,7 @@ fn storage_len() -> libc::socklen_t {
 }
 
 /// Writes `address` into `storage` as the sockaddr the socket's family needs; returns its length.
-fn write_sockaddr(
+pub(crate) fn write_sockaddr(
     address: SocketAddr,
     ipv6_socket: bool,
     storage: &mut libc::sockaddr_storage,
@@ -440,7 +440,10 @@ fn write_sockaddr(
 }
 
 /// Reads the sender address the kernel wrote; a v4-mapped IPv6 sender comes back as IPv4.
-fn read_sockaddr(storage: &libc::sockaddr_storage, len: libc::socklen_t) -> Option<SocketAddr> {
+pub(crate) fn read_sockaddr(
+    storage: &libc::sockaddr_storage,
+    len: libc::socklen_t,
+) -> Option<SocketAddr> {
     let len = len as usize;
     match i32::from(storage.ss_family) {
         libc::AF_INET if len >= mem::size_of::<libc::sockaddr_in>() => {

@@ -1,7 +1,7 @@
 //! The relay on loopback with real sockets: each test plays a caller and a media server around
 //! one Tandem relay. Port blocks: 41000 both ways, 41100 RTCP, 41200 latching, 41300 strays,
 //! 41400 continuity, 41500 update/hold/remove, 41600 inactivity, 41700 garbage, 41800 bind
-//! failure, 41900 several calls on several shards.
+//! failure, 41900 several calls on several shards, 42000 ports reused by the next call at once.
 
 #![allow(clippy::unwrap_used)]
 
@@ -456,4 +456,26 @@ fn calls_on_different_shards_relay_independently() {
     }
     let totals = relay.totals_until(|t| t.packets_relayed == 80);
     assert_eq!((totals.sessions, totals.streams), (4, 4));
+}
+
+#[test]
+fn the_next_call_binds_the_ports_of_a_call_that_just_ended() {
+    let base = 42000;
+    let relay = Harness::start(config(1));
+    let (caller, server) = (Peer::local(base + 10), Peer::local(base + 12));
+    for call in 1..=20 {
+        relay.apply(simple_plan(call, base));
+        send_rtp(&caller.rtp, at(base), 0xca, 1, 1, call as u32);
+        assert_eq!(tag(&recv(&server.rtp).0), Some(call as u32));
+        // The end of this call and the next one's ports, queued back to back: the shard runs the
+        // second command right after the first, so the first must free the ports on its own.
+        relay
+            .relay
+            .apply(tandem_media::session::MediaCommand::Remove { call });
+    }
+    relay.remove(20);
+    assert!(relay
+        .events
+        .try_iter()
+        .all(|e| !matches!(e, MediaEvent::BindFailed { .. })));
 }

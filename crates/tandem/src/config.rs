@@ -19,6 +19,7 @@ use tandem_core::transaction::Timers;
 use tandem_core::{CoreConfig, MediaServerConfig, ProbeConfig, Transport};
 use tandem_ha::AddressOwner;
 use tandem_media::ports::PortAllocator;
+use tandem_relay::RelayIo;
 
 /// The configuration built into the binary, used when no `--config` is given: SIP on
 /// 127.0.0.1:5060, admin on 127.0.0.1:9090, one media server on 127.0.0.1:5080.
@@ -162,6 +163,8 @@ pub struct MediaSettings {
     pub inactivity_timeout: Option<Duration>,
     /// `media.shards`; 0 = one per core.
     pub shards: usize,
+    /// `media.io`.
+    pub io: RelayIo,
     /// `media.latch_any_ip`.
     pub latch_any_ip: bool,
 }
@@ -388,12 +391,23 @@ fn check_media(media: &file::MediaTable) -> Result<Option<MediaSettings>, Config
         return Err(ConfigError::invalid("media.port_min", error.to_string()));
     }
     let timeout = duration("media.inactivity_timeout", &media.inactivity_timeout)?;
+    let io = match media.io.as_str() {
+        "epoll" => RelayIo::Epoll,
+        "io_uring" => RelayIo::IoUring,
+        _ => {
+            return Err(ConfigError::invalid(
+                "media.io",
+                "must be \"epoll\" or \"io_uring\"",
+            ))
+        }
+    };
     Ok(Some(MediaSettings {
         address,
         port_min: media.port_min,
         port_max: media.port_max,
         inactivity_timeout: (!timeout.is_zero()).then_some(timeout),
         shards: media.shards,
+        io,
         latch_any_ip: media.latch_any_ip,
     }))
 }

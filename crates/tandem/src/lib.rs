@@ -151,6 +151,7 @@ pub async fn run(
                 server_latch: LatchPolicy::default(),
                 inactivity_timeout: media.inactivity_timeout,
                 batch: RELAY_BATCH,
+                io: media.io,
             };
             let sink = move |event| {
                 let _ = media_events_tx.send(event);

@@ -16,7 +16,7 @@ use tandem_media::ports::PortPair;
 use tandem_media::session::{
     CallKey, EndpointPlan, MediaCommand, MediaEvent, SessionPlan, StreamPlan,
 };
-use tandem_relay::{CallMediaStats, Relay, RelayConfig, RelayTotals};
+use tandem_relay::{CallMediaStats, Relay, RelayConfig, RelayIo, RelayTotals};
 
 /// How long any condition may take before a test fails.
 pub const DEADLINE: Duration = Duration::from_secs(5);
@@ -39,7 +39,17 @@ pub fn config(shards: usize) -> RelayConfig {
         shards,
         caller_latch: STRICT,
         server_latch: STRICT,
+        io: io_backend(),
         ..RelayConfig::new(LOCALHOST)
+    }
+}
+
+/// The data plane the tests run: the default (io_uring), or epoll with `TANDEM_RELAY_IO=epoll`
+/// (scripts/test.sh runs the relay's tests once more that way).
+pub fn io_backend() -> RelayIo {
+    match std::env::var("TANDEM_RELAY_IO").as_deref() {
+        Ok("epoll") => RelayIo::Epoll,
+        _ => RelayIo::default(),
     }
 }
 

@@ -157,6 +157,10 @@ pub struct MediaTable {
     pub inactivity_timeout: String,
     /// Data-plane threads; 0 = one per CPU core. Default 0.
     pub shards: usize,
+    /// How the data-plane threads move packets: `"epoll"` (readiness, then batched system calls
+    /// per socket) or `"io_uring"` (a multishot receive per socket, sends queued in the same ring;
+    /// Linux 6.0 or later, falls back to epoll where refused). Default `"io_uring"`.
+    pub io: String,
     /// Latch the caller side onto the first source from any IP, not only the IP its SDP names
     /// (callers behind NAT that signal private addresses). Media servers are always latched on
     /// their signalled IP only. Default false.
@@ -172,6 +176,7 @@ impl Default for MediaTable {
             port_max: 32767,
             inactivity_timeout: "60s".into(),
             shards: 0,
+            io: "io_uring".into(),
             latch_any_ip: false,
         }
     }
