@@ -29,7 +29,7 @@ use crate::sys::{read_sockaddr, write_sockaddr, zeroed_storage};
 /// Bytes per pool buffer: the `recvmsg` header, the sender's address and the datagram.
 const BUFFER_LEN: usize = 2048;
 /// Buffers in a shard's pool (4 MiB); a power of two, as the buffer ring's size must be.
-pub(crate) const BUFFERS: u16 = 2048;
+const BUFFERS: u16 = 2048;
 /// The pool's buffer group id.
 const GROUP: u16 = 1;
 /// `struct io_uring_recvmsg_out`, which the kernel writes in front of each datagram.
@@ -95,7 +95,7 @@ pub(crate) struct Ring {
     entries: BufferRing,
     /// The tail the shard has written up to (published to the kernel before each wait).
     tail: u16,
-    /// The pool, `BUFFERS` × `BUFFER_LEN` bytes; see the module notes for who owns which buffer.
+    /// The pool, `buffers` × `BUFFER_LEN` bytes; see the module notes for who owns which buffer.
     pool: Box<[u8]>,
     /// Per buffer: the destination of the send from it.
     names: Box<[libc::sockaddr_storage]>,
@@ -109,27 +109,34 @@ pub(crate) struct Ring {
     free_fixed: Vec<u32>,
 }
 
-/// Page-aligned memory for `BUFFERS` buffer ring entries (16 bytes each), zeroed.
+/// Page-aligned memory for `count` buffer ring entries (16 bytes each), zeroed.
 struct BufferRing {
     memory: NonNull<types::BufRingEntry>,
+    /// Entries, a power of two.
+    count: u16,
     /// Never freed: the kernel might still read it.
     leak: bool,
 }
 
 impl BufferRing {
-    fn layout() -> Layout {
-        let size = usize::from(BUFFERS) * mem::size_of::<types::BufRingEntry>();
+    fn layout(count: u16) -> Layout {
+        let size = usize::from(count.max(1)) * mem::size_of::<types::BufRingEntry>();
         // 4096 is a power of two and the size is not near isize::MAX.
         Layout::from_size_align(size, 4096).unwrap_or_else(|_| Layout::new::<u8>())
     }
 
-    fn new() -> io::Result<BufferRing> {
+    /// Entries for `count` buffers (a power of two).
+    fn new(count: u16) -> io::Result<BufferRing> {
+        if !count.is_power_of_two() {
+            return Err(io::Error::from(io::ErrorKind::InvalidInput));
+        }
         // SAFETY: the layout has a non-zero size.
-        let memory = unsafe { alloc::alloc_zeroed(Self::layout()) };
+        let memory = unsafe { alloc::alloc_zeroed(Self::layout(count)) };
         let memory = NonNull::new(memory.cast())
             .ok_or_else(|| io::Error::from(io::ErrorKind::OutOfMemory))?;
         Ok(BufferRing {
             memory,
+            count,
             leak: false,
         })
     }
@@ -143,8 +150,8 @@ impl BufferRing {
 
     /// Entry `index` (masked into the ring).
     fn entry(&mut self, index: u16) -> &mut types::BufRingEntry {
-        let at = usize::from(index & (BUFFERS - 1));
-        // SAFETY: `at` is within the BUFFERS entries allocated; the kernel reads an entry only
+        let at = usize::from(index & (self.count - 1));
+        // SAFETY: `at` is within the `count` entries allocated; the kernel reads an entry only
         // between the tail's publication and its consumption, and the shard writes entries only
         // beyond the published tail (which the kernel has not reached).
         unsafe { &mut *self.memory.as_ptr().add(at) }
@@ -155,7 +162,7 @@ impl Drop for BufferRing {
     fn drop(&mut self) {
         if !self.leak {
             // SAFETY: allocated in `new` with this layout, freed once.
-            unsafe { alloc::dealloc(self.memory.as_ptr().cast(), Self::layout()) }
+            unsafe { alloc::dealloc(self.memory.as_ptr().cast(), Self::layout(self.count)) }
         }
     }
 }
@@ -171,6 +178,11 @@ impl std::fmt::Debug for Ring {
 impl Ring {
     /// A ring for the calling thread (it alone submits), with its pool handed to the kernel.
     pub(crate) fn new() -> io::Result<Ring> {
+        Self::with_pool(BUFFERS)
+    }
+
+    /// A ring with a pool of `buffers` buffers (a power of two).
+    fn with_pool(buffers: u16) -> io::Result<Ring> {
         let ring = IoUring::builder()
             .setup_single_issuer()
             .setup_defer_taskrun()
@@ -181,26 +193,26 @@ impl Ring {
         recv_header.msg_namelen = NAME_LEN as libc::socklen_t;
         let mut ring = Ring {
             ring,
-            entries: BufferRing::new()?,
+            entries: BufferRing::new(buffers)?,
             tail: 0,
-            pool: vec![0u8; BUFFER_LEN * usize::from(BUFFERS)].into_boxed_slice(),
-            names: (0..BUFFERS).map(|_| zeroed_storage()).collect(),
+            pool: vec![0u8; BUFFER_LEN * usize::from(buffers)].into_boxed_slice(),
+            names: (0..buffers).map(|_| zeroed_storage()).collect(),
             recv_header,
             receiving: 0,
             sending: 0,
             free_fixed: (0..FIXED_FILES).rev().collect(),
         };
         ring.ring.submitter().register_files_sparse(FIXED_FILES)?;
-        for buffer in 0..BUFFERS {
+        for buffer in 0..buffers {
             ring.recycle(buffer)?;
         }
         ring.publish();
-        // SAFETY: the entries (BUFFERS of them, page-aligned) and the pool they point into live
+        // SAFETY: the entries (`buffers` of them, page-aligned) and the pool they point into live
         // until the ring is closed (field order) or are leaked (see `Drop`).
         unsafe {
             ring.ring.submitter().register_buf_ring_with_flags(
                 ring.entries.memory.as_ptr() as u64,
-                BUFFERS,
+                buffers,
                 GROUP,
                 0,
             )?;
@@ -429,6 +441,11 @@ impl Ring {
         }
     }
 
+    /// Buffers in the pool.
+    pub(crate) fn buffers(&self) -> usize {
+        self.names.len()
+    }
+
     /// Receive requests not known to have ended.
     pub(crate) fn receiving(&self) -> usize {
         self.receiving
@@ -508,6 +525,76 @@ pub(crate) fn same_generation(generation: u32, carried: u32) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::UdpSocket;
+    use std::os::fd::AsRawFd;
+
+    #[test]
+    #[allow(clippy::unwrap_used)]
+    fn a_receive_that_runs_out_of_buffers_ends_and_resumes_when_armed_again() {
+        let mut ring = match Ring::with_pool(4) {
+            Ok(ring) => ring,
+            Err(error) => {
+                eprintln!("SKIP: io_uring unavailable here ({error})");
+                return;
+            }
+        };
+        let receiver = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
+        for i in 0..10u8 {
+            sender
+                .send_to(&[i; 100], receiver.local_addr().unwrap())
+                .unwrap();
+        }
+        let target = target(3, 1, 0, 9);
+        ring.arm_recv(receiver.as_raw_fd(), target).unwrap();
+        let (mut received, mut ended, mut completions) = (Vec::new(), 0, Vec::new());
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while received.len() < 10 && Instant::now() < deadline {
+            ring.submit_and_wait(Some(Duration::from_millis(50)))
+                .unwrap();
+            completions.clear();
+            ring.completions(&mut completions);
+            for completion in completions.iter().copied() {
+                let Completion::Received {
+                    target: got,
+                    buffer,
+                    result,
+                    more,
+                } = completion
+                else {
+                    panic!("unexpected {completion:?}");
+                };
+                assert_eq!(got, target);
+                if let Some(buffer) = buffer {
+                    let datagram = ring.datagram(buffer, result).unwrap();
+                    assert_eq!(datagram.source, Some(sender.local_addr().unwrap()));
+                    assert!(!datagram.truncated);
+                    assert_eq!(datagram.payload.len(), 100);
+                    received.push(datagram.payload[0]);
+                    ring.recycle(buffer).unwrap();
+                }
+                if !more {
+                    assert!(
+                        buffer.is_some() || result == -libc::ENOBUFS,
+                        "{completion:?}"
+                    );
+                    ended += 1;
+                    ring.arm_recv(receiver.as_raw_fd(), target).unwrap();
+                }
+            }
+        }
+        assert_eq!(
+            received,
+            (0..10).collect::<Vec<u8>>(),
+            "every datagram, in order"
+        );
+        assert!(ended >= 2, "a pool of 4 ran dry at least twice ({ended})");
+        ring.cancel_recv(target).unwrap();
+        assert!(
+            ring.drain(Duration::from_secs(1)),
+            "the cancelled receive ended"
+        );
+    }
 
     #[test]
     fn targets_round_trip() {

@@ -11,7 +11,7 @@ use super::{relay_packet, Shard};
 use crate::counters::RelayTotals;
 use crate::flow::Port;
 use crate::stream::SocketChange;
-use crate::uring::{same_generation, target, untarget, Completion, Ring, Sender, BUFFERS};
+use crate::uring::{same_generation, target, untarget, Completion, Ring, Sender};
 use mio::Events;
 use std::os::fd::AsRawFd;
 use std::sync::mpsc;
@@ -48,8 +48,8 @@ impl Shard {
     /// Runs until [`Command::Stop`] or until the relay is dropped.
     pub(super) fn run_uring(mut self, ring: Ring) {
         let mut state = UringState {
+            in_flight: vec![None; ring.buffers()],
             ring,
-            in_flight: vec![None; usize::from(BUFFERS)],
             changes: Vec::new(),
             cancelling: Vec::new(),
             woken: false,
