@@ -33,7 +33,15 @@
 #   calls lost: calls that did not end with BYE answered 200, or whose RTP never came back
 #   targets: media gap p99 <= 300 ms, 0 calls lost
 #
-# Latest (2026-11-22 03:24 and 03:25 UTC, main with the call encoded straight from the core and
+# Latest (2026-11-22 06:34 UTC, with the io_uring relay data plane, media.io's new default),
+# `SKIP_BUILD=1 benches/failover.sh`, load average 1.5 -> 3.9:
+#     replication ack latency under 500 cps (20,000 deltas, 0 sync timeouts): p50 <= 0.75 ms,
+#       p99 <= 5 ms
+#     detection +37 ms; confirmed and promoted +37 ms; address taken +86 ms; calls resumed +87 ms
+#     first echoed RTP after the kill, per call: p50 129 ms, p99 168 ms, max 175 ms
+#     media gap per call p50/p99/max: 173/198/200 ms (met); calls lost: 0 of 1,000 (met)
+#
+# Before (2026-11-22 03:24 and 03:25 UTC, main with the call encoded straight from the core and
 # ha.batch_window = 1ms), `benches/failover.sh` with the defaults, load average 1.8-7.9, run 1 / 2:
 #     replication ack latency under 500 cps (20,000 deltas, 0 sync timeouts): p50 <= 0.50 / 0.50 ms,
 #       p99 <= 2 / 3 ms (a call's removal now waits up to 1 ms for the next awaited delta; with a
