@@ -13,6 +13,7 @@ use mio::{Events, Poll, Token};
 use rustc_hash::FxHashMap;
 use std::io;
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 use tandem_media::session::{CallKey, MediaCommand, MediaEvent, SessionPlan};
@@ -128,7 +129,12 @@ impl Shard {
     /// Runs until [`Command::Stop`] or until the relay is dropped.
     pub(crate) fn run(mut self) {
         if self.io_backend == RelayIo::IoUring {
-            match crate::uring::Ring::new() {
+            let waker = self.poll.as_raw_fd();
+            let ring = crate::uring::Ring::new().and_then(|mut ring| {
+                ring.arm_wake(waker)?;
+                Ok(ring)
+            });
+            match ring {
                 Ok(ring) => {
                     self.streams = Streams::logged();
                     return self.run_uring(ring);

@@ -20,6 +20,9 @@ use std::time::{Duration, Instant};
 /// How long a closed socket's receive may take to end before the shard goes on without it.
 const CANCEL_WAIT: Duration = Duration::from_secs(1);
 
+/// How often the inbox is looked at when the command poll cannot be armed.
+const COMMAND_POLL: Duration = Duration::from_millis(10);
+
 /// A send in flight from a pool buffer: what its completion counts.
 #[derive(Debug, Clone, Copy)]
 struct InFlight {
@@ -45,7 +48,8 @@ struct UringState {
 }
 
 impl Shard {
-    /// Runs until [`Command::Stop`] or until the relay is dropped.
+    /// Runs until [`Command::Stop`] or until the relay is dropped; `ring` has the command poll
+    /// armed.
     pub(super) fn run_uring(mut self, ring: Ring) {
         let mut state = UringState {
             in_flight: vec![None; ring.buffers()],
@@ -57,23 +61,26 @@ impl Shard {
             completions: Vec::with_capacity(1024),
         };
         let mut events = Events::with_capacity(8);
-        if let Err(error) = self.arm_wake(&mut state) {
-            tracing::error!(%error, "relay shard cannot poll its commands; stopping");
-            return;
-        }
+        // `Shard::run` armed the command poll before handing the ring over.
+        state.wake_armed = true;
         tracing::debug!("relay shard runs with io_uring");
         loop {
-            // A wake-up seen while closing sockets (below) is served without waiting.
-            let timeout = match state.woken {
-                true => Some(Duration::ZERO),
-                false => self.poll_timeout(Instant::now()),
+            // A wake-up seen while closing sockets (below) is served without waiting; without a
+            // command poll (it could not be armed again) the inbox is looked at every 10 ms.
+            let timeout = match (state.woken, state.wake_armed) {
+                (true, _) => Some(Duration::ZERO),
+                (false, true) => self.poll_timeout(Instant::now()),
+                (false, false) => Some(
+                    self.poll_timeout(Instant::now())
+                        .map_or(COMMAND_POLL, |t| t.min(COMMAND_POLL)),
+                ),
             };
             if let Err(error) = state.ring.submit_and_wait(timeout) {
                 tracing::error!(%error, "relay shard's ring failed; stopping");
                 break;
             }
             self.handle_completions(&mut state);
-            if state.woken {
+            if state.woken || !state.wake_armed {
                 state.woken = false;
                 // Takes the waker's event off the command poll, so that it can fire again.
                 let _ = self.poll.poll(&mut events, Some(Duration::ZERO));
@@ -81,9 +88,10 @@ impl Shard {
                     break;
                 }
             }
-            if !state.wake_armed && self.arm_wake(&mut state).is_err() {
-                tracing::error!("relay shard cannot poll its commands; stopping");
-                break;
+            if !state.wake_armed {
+                if let Err(error) = self.arm_wake(&mut state) {
+                    tracing::debug!(%error, "relay shard's command poll not armed; polling the inbox");
+                }
             }
             self.check_inactivity(Instant::now());
         }
