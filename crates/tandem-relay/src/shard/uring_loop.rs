@@ -131,8 +131,9 @@ impl Shard {
     /// Arms the sockets bound since the last call and cancels the closed ones, then waits until
     /// the cancelled receives have ended (their ports are free then).
     fn sync_sockets(&mut self, state: &mut UringState) {
-        self.streams.take_changes(&mut state.changes);
-        for change in std::mem::take(&mut state.changes) {
+        let mut changes = std::mem::take(&mut state.changes);
+        self.streams.take_changes(&mut changes);
+        for change in changes.drain(..) {
             match change {
                 SocketChange::Bound { slot, side } => {
                     for port in [Port::Rtp, Port::Rtcp] {
@@ -169,6 +170,7 @@ impl Shard {
                 }
             }
         }
+        state.changes = changes;
         let deadline = Instant::now() + CANCEL_WAIT;
         while !state.cancelling.is_empty() {
             let now = Instant::now();
