@@ -1,7 +1,7 @@
 //! The relay on loopback with real sockets: each test plays a caller and a media server around
 //! one Tandem relay. Port blocks: 41000 both ways, 41100 RTCP, 41200 latching, 41300 strays,
 //! 41400 continuity, 41500 update/hold/remove, 41600 inactivity, 41700 garbage, 41800 bind
-//! failure, 41900 several calls on several shards, 42000 ports reused by the next call at once.
+//! failure, 41900 several calls on several shards, 42600 ports reused by the next call at once.
 
 #![allow(clippy::unwrap_used)]
 
@@ -460,7 +460,7 @@ fn calls_on_different_shards_relay_independently() {
 
 #[test]
 fn the_next_call_binds_the_ports_of_a_call_that_just_ended() {
-    let base = 42000;
+    let base = 42600;
     let relay = Harness::start(config(1));
     let (caller, server) = (Peer::local(base + 10), Peer::local(base + 12));
     for call in 1..=20 {
