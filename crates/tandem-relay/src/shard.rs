@@ -295,7 +295,7 @@ impl Shard {
             let result = match existing {
                 Some(slot) => self
                     .streams
-                    .update(Some(registry), slot, wanted, settings, now)
+                    .update(registry, slot, wanted, settings, now)
                     .map(|()| {
                         if adopting {
                             self.streams.adopt(slot, wanted, now);
@@ -304,7 +304,7 @@ impl Shard {
                     }),
                 None => self
                     .streams
-                    .open(Some(registry), plan.call, wanted, settings, now),
+                    .open(registry, plan.call, wanted, settings, now),
             };
             match result {
                 Ok(slot) => call.streams.push(slot),

@@ -202,10 +202,11 @@ impl Streams {
         self.live
     }
 
-    /// Binds and registers a new stream; returns its slot.
+    /// Binds a new stream (registered with `registry` unless the streams are logged); returns its
+    /// slot.
     pub(crate) fn open(
         &mut self,
-        registry: Option<&Registry>,
+        registry: &Registry,
         call: CallKey,
         plan: &StreamPlan,
         settings: StreamSettings,
@@ -213,7 +214,8 @@ impl Streams {
     ) -> Result<usize, BindError> {
         let slot = self.free.pop().unwrap_or(self.slots.len());
         let at = settings.bind_at();
-        let registry = registry.filter(|_| self.changes.is_none());
+        // Logged streams are not polled: their shard runs io_uring.
+        let registry = self.changes.is_none().then_some(registry);
         let generations = [self.generation(), self.generation()];
         let bound = bind_side(registry, at, plan.caller.local, slot, 0, generations[0]).and_then(
             |caller| {
@@ -257,14 +259,15 @@ impl Streams {
     /// changed pair is bound anew, remotes re-signal. On a bind failure the stream is closed.
     pub(crate) fn update(
         &mut self,
-        registry: Option<&Registry>,
+        registry: &Registry,
         slot: usize,
         plan: &StreamPlan,
         settings: StreamSettings,
         now: Instant,
     ) -> Result<(), BindError> {
         let at = settings.bind_at();
-        let registry = registry.filter(|_| self.changes.is_none());
+        // Logged streams are not polled: their shard runs io_uring.
+        let registry = self.changes.is_none().then_some(registry);
         for side in SIDES {
             let endpoint: &EndpointPlan = plan.endpoint(side);
             let i = side_index(side);
