@@ -19,7 +19,7 @@ use std::alloc::{self, Layout};
 use std::io;
 use std::mem;
 use std::net::SocketAddr;
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, Instant};
@@ -40,6 +40,8 @@ const NAME_LEN: usize = mem::size_of::<libc::sockaddr_in6>();
 const PAYLOAD_AT: usize = OUT_HEADER_LEN + NAME_LEN;
 /// Submission queue entries (the completion queue gets twice as many).
 const ENTRIES: u32 = 4096;
+/// The buffer the self-test sends from, handed to the kernel after it.
+const SELF_TEST_BUFFER: u16 = 0;
 /// Registered-file slots for the sockets packets leave from (two per side of a stream).
 const FIXED_FILES: u32 = 16384;
 
@@ -99,6 +101,9 @@ pub(crate) struct Ring {
     pool: Box<[u8]>,
     /// Per buffer: the destination of the send from it.
     names: Box<[libc::sockaddr_storage]>,
+    /// Per buffer: handed to the kernel and not yet named by a completion (a second hand-over
+    /// would let two datagrams share it, so [`Ring::recycle`] refuses it).
+    with_kernel: Box<[bool]>,
     /// The template of every multishot `recvmsg` (only its name and control lengths count).
     recv_header: Box<libc::msghdr>,
     /// Requests that may still write into the pool (receives) or read it (sends); when not 0 at
@@ -176,13 +181,73 @@ impl std::fmt::Debug for Ring {
 }
 
 impl Ring {
-    /// A ring for the calling thread (it alone submits), with its pool handed to the kernel.
+    /// A ring for the calling thread (it alone submits), with its pool handed to the kernel,
+    /// once a datagram has gone through it: sent by a `send` request with an address, received by
+    /// a multishot `recvmsg` (a kernel that lacks either fails here, and the shard uses epoll).
     pub(crate) fn new() -> io::Result<Ring> {
-        Self::with_pool(BUFFERS)
+        let mut ring = Self::with_pool(BUFFERS, SELF_TEST_BUFFER)?;
+        ring.self_test()?;
+        ring.recycle(SELF_TEST_BUFFER)?;
+        Ok(ring)
     }
 
-    /// A ring with a pool of `buffers` buffers (a power of two).
-    fn with_pool(buffers: u16) -> io::Result<Ring> {
+    fn self_test(&mut self) -> io::Result<()> {
+        let receiver = std::net::UdpSocket::bind("127.0.0.1:0")?;
+        let sender = std::net::UdpSocket::bind("127.0.0.1:0")?;
+        const TARGET: u64 = LOW;
+        self.arm_recv(receiver.as_raw_fd(), TARGET)?;
+        // From the buffer `new` kept back: the kernel cannot receive into it meanwhile.
+        self.send(
+            Sender::Fd(sender.as_raw_fd()),
+            SELF_TEST_BUFFER,
+            4,
+            receiver.local_addr()?,
+            false,
+        )?;
+        let (mut sent, mut received, mut completions) = (false, false, Vec::new());
+        let deadline = Instant::now() + Duration::from_secs(1);
+        while !(sent && received) && Instant::now() < deadline {
+            self.submit_and_wait(Some(Duration::from_millis(100)))?;
+            completions.clear();
+            self.completions(&mut completions);
+            for completion in &completions {
+                match *completion {
+                    // The kept buffer goes to the kernel once, in `new`.
+                    Completion::Sent { result, .. } => {
+                        if result < 0 {
+                            return Err(io::Error::from_raw_os_error(-result));
+                        }
+                        sent = true;
+                    }
+                    Completion::Received {
+                        buffer: Some(buffer),
+                        result,
+                        ..
+                    } => {
+                        let from = self.datagram(buffer, result).and_then(|d| d.source);
+                        received = from == Some(sender.local_addr()?);
+                        self.recycle(buffer)?;
+                    }
+                    Completion::Received { result, .. } if result < 0 => {
+                        return Err(io::Error::from_raw_os_error(-result));
+                    }
+                    _ => {}
+                }
+            }
+        }
+        self.cancel_recv(TARGET)?;
+        let ended = self.drain(Duration::from_secs(1));
+        match (sent && received, ended) {
+            (true, true) => Ok(()),
+            _ => Err(io::Error::other(
+                "io_uring self-test: no datagram came through",
+            )),
+        }
+    }
+
+    /// A ring with a pool of `buffers` buffers (a power of two), every one handed to the kernel
+    /// but `kept` (`buffers` or more: none kept).
+    fn with_pool(buffers: u16, kept: u16) -> io::Result<Ring> {
         let ring = IoUring::builder()
             .setup_single_issuer()
             .setup_defer_taskrun()
@@ -197,13 +262,14 @@ impl Ring {
             tail: 0,
             pool: vec![0u8; BUFFER_LEN * usize::from(buffers)].into_boxed_slice(),
             names: (0..buffers).map(|_| zeroed_storage()).collect(),
+            with_kernel: vec![false; usize::from(buffers)].into_boxed_slice(),
             recv_header,
             receiving: 0,
             sending: 0,
             free_fixed: (0..FIXED_FILES).rev().collect(),
         };
         ring.ring.submitter().register_files_sparse(FIXED_FILES)?;
-        for buffer in 0..buffers {
+        for buffer in (0..buffers).filter(|&buffer| buffer != kept) {
             ring.recycle(buffer)?;
         }
         ring.publish();
@@ -364,9 +430,16 @@ impl Ring {
     /// Hands `buffer` back to the pool (the kernel sees it at the next [`Ring::publish`]).
     pub(crate) fn recycle(&mut self, buffer: u16) -> io::Result<()> {
         let start = usize::from(buffer) * BUFFER_LEN;
-        let Some(bytes) = self.pool.get_mut(start..start + BUFFER_LEN) else {
+        let (Some(bytes), Some(with_kernel)) = (
+            self.pool.get_mut(start..start + BUFFER_LEN),
+            self.with_kernel.get_mut(usize::from(buffer)),
+        ) else {
             return Err(io::Error::from(io::ErrorKind::InvalidInput));
         };
+        if std::mem::replace(with_kernel, true) {
+            tracing::error!(buffer, "relay buffer handed back twice; kept once");
+            return Err(io::Error::from(io::ErrorKind::AlreadyExists));
+        }
         let address = bytes.as_mut_ptr() as u64;
         let entry = self.entries.entry(self.tail);
         entry.set_addr(address);
@@ -417,9 +490,15 @@ impl Ring {
                     if !more {
                         self.receiving = self.receiving.saturating_sub(1);
                     }
+                    let buffer = cqueue::buffer_select(flags);
+                    if let Some(owned) =
+                        buffer.and_then(|b| self.with_kernel.get_mut(usize::from(b)))
+                    {
+                        *owned = false;
+                    }
                     Completion::Received {
                         target: data & LOW,
-                        buffer: cqueue::buffer_select(flags),
+                        buffer,
                         result,
                         more,
                     }
@@ -528,12 +607,11 @@ pub(crate) fn same_generation(generation: u32, carried: u32) -> bool {
 mod tests {
     use super::*;
     use std::net::UdpSocket;
-    use std::os::fd::AsRawFd;
 
     #[test]
     #[allow(clippy::unwrap_used)]
     fn a_receive_that_runs_out_of_buffers_ends_and_resumes_when_armed_again() {
-        let mut ring = match Ring::with_pool(4) {
+        let mut ring = match Ring::with_pool(4, 4) {
             Ok(ring) => ring,
             Err(error) => {
                 eprintln!("SKIP: io_uring unavailable here ({error})");
@@ -596,6 +674,22 @@ mod tests {
             ring.drain(Duration::from_secs(1)),
             "the cancelled receive ended"
         );
+    }
+
+    #[test]
+    #[allow(clippy::unwrap_used)]
+    fn a_buffer_is_handed_to_the_kernel_once() {
+        let Ok(mut ring) = Ring::with_pool(4, 0) else {
+            eprintln!("SKIP: io_uring unavailable here");
+            return;
+        };
+        ring.recycle(0).unwrap();
+        assert_eq!(
+            ring.recycle(0).unwrap_err().kind(),
+            io::ErrorKind::AlreadyExists
+        );
+        assert!(ring.recycle(1).is_err(), "never taken back from the kernel");
+        assert!(ring.recycle(4).is_err(), "no such buffer");
     }
 
     #[test]
