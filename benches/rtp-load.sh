@@ -83,6 +83,11 @@
 #   io_uring 6.05, 5.90 / 5.63, 5.65 us per packet; epoll 6.89, 6.96 / 6.62, 7.25 us (-15 %).
 #   Tried and dropped: waiting for 16 or 48 completions (200 us at most) once a round was busy
 #   changed nothing (7.8-8.1 us either way).
+#   06:47-06:50, the final build (ring self-test, buffer hand-over check), three more rounds of
+#   TANDEM_IO=io_uring BACKENDS="rtpengine tandem" CALL_SETS=500 SAT_RATES=50: rtpengine 11.8,
+#   11.5 / 14.2, 12.4 / 13.6, 12.9 us; Tandem 7.3, 7.6 / 6.3, 7.4 / 6.3, 7.3 us; pairwise x1.62,
+#   x1.52 / x2.24, x1.68 / x2.17, x1.77. Over all twelve pairs: x1.52-2.24, median x1.76: the
+#   target is met in some steps and not in most, so NOT met. (epoll alone at 06:46: 7.9, 7.5 us.)
 
 set -uo pipefail
 
