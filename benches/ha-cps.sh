@@ -304,8 +304,12 @@ replication_figures() {
 # this run's clean steps (peer_s/1k x rate / 1000), else 0.10
 ballast_share() {
   if [ -n "${BALLAST_SHARE:-}" ]; then echo "$BALLAST_SHARE"; return; fi
-  awk '{ s = 0; for (i = 1; i <= NF; i++) s += $i; if (NF) printf "%.3f", s / NF; else print "0.10" }' \
-    <<<"${RESULT[peer.shares]:-}"
+  mean_of "${RESULT[peer.shares]:-}" %.3f 0.10
+}
+
+# the mean of the numbers in $1, printed with format $2, or $3 when there is none
+mean_of() {
+  awk -v f="$2" -v none="$3" '{ s = 0; for (i = 1; i <= NF; i++) s += $i; if (NF) printf f, s / NF; else print none }' <<<"$1"
 }
 
 # A burner on the standby's CPUs at its nice value, busy for share $1 of every 5 ms (spinning on
@@ -570,7 +574,7 @@ interleaved() {
   log "   each setup leaves against the first: first setup's mean / this one's"
   for name in $SETUPS; do
     cpus=${RESULT[$name.cpus]:-}
-    mean=$(awk '{ s = 0; for (i = 1; i <= NF; i++) s += $i; if (NF) printf "%.4f", s / NF; else print "n/a" }' <<<"$cpus")
+    mean=$(mean_of "$cpus" %.4f n/a)
     [ -n "$first" ] || first=$mean
     r=$(ratio "$first" "$mean")
     log "  $(printf '%-19s' "$name") ${cpus:-none }-> mean $mean, capacity x$r"
@@ -578,8 +582,8 @@ interleaved() {
     RESULT[$name.mean]=$mean
   done
   if [ -n "${RESULT[tandem-ballast-nomedia.mean]:-}" ] && [ -n "${RESULT[tandem-sync-nomedia.mean]:-}" ]; then
-    log "  the replication work's own cost, without the neighbour's (see the ballast): tandem-ballast-nomedia's mean /"
-    log "  tandem-sync-nomedia's: x$(ratio "${RESULT[tandem-ballast-nomedia.mean]}" "${RESULT[tandem-sync-nomedia.mean]}")"
+    log "  against the ballast control (see \"the ballast\"): tandem-ballast-nomedia's mean / tandem-sync-nomedia's:"
+    log "  x$(ratio "${RESULT[tandem-ballast-nomedia.mean]}" "${RESULT[tandem-sync-nomedia.mean]}")"
   fi
 }
 

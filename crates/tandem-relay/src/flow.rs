@@ -39,6 +39,16 @@ pub(crate) enum Port {
     Rtcp,
 }
 
+impl Port {
+    /// 0 for RTP, 1 for RTCP: where per-port arrays keep it.
+    pub(crate) fn index(self) -> usize {
+        match self {
+            Port::Rtp => 0,
+            Port::Rtcp => 1,
+        }
+    }
+}
+
 /// Why a packet was not relayed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum DropCause {

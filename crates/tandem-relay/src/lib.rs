@@ -129,7 +129,8 @@ pub enum RelayIo {
 
 impl RelayConfig {
     /// Defaults for relaying on `address`: one shard per CPU, callers may latch from any IP,
-    /// servers only from their signalled IP, no inactivity reports, batches of 32.
+    /// servers only from their signalled IP, no inactivity reports, io_uring (epoll batches of 32
+    /// where it is refused).
     pub fn new(address: IpAddr) -> Self {
         Self {
             address,

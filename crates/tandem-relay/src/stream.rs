@@ -135,6 +135,9 @@ pub(crate) struct Streams {
     next_generation: u32,
 }
 
+/// The generations a side's sockets count through before they wrap (24 bits).
+pub(crate) const GENERATIONS: u32 = 0xFF_FFFF;
+
 /// A side's sockets bound or closed (logged for an io_uring shard).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum SocketChange {
@@ -173,8 +176,9 @@ impl Streams {
         }
     }
 
+    /// The next generation, in the 24 bits an io_uring request carries ([`GENERATIONS`]).
     fn generation(&mut self) -> u32 {
-        self.next_generation = self.next_generation.wrapping_add(1);
+        self.next_generation = self.next_generation.wrapping_add(1) & GENERATIONS;
         self.next_generation
     }
 
@@ -326,11 +330,7 @@ impl Streams {
 
 /// The token of `side`'s `port` socket of the stream in `slot`.
 pub(crate) fn token(slot: usize, side: usize, port: Port) -> Token {
-    let port = match port {
-        Port::Rtp => 0,
-        Port::Rtcp => 1,
-    };
-    Token(slot * 4 + side * 2 + port)
+    Token(slot * 4 + side * 2 + port.index())
 }
 
 /// The stream slot, side index and port a token stands for.

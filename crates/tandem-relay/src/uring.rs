@@ -24,7 +24,10 @@ use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::flow::Port;
+use crate::stream::{token, untoken, GENERATIONS};
 use crate::sys::{read_sockaddr, write_sockaddr, zeroed_storage};
+use mio::Token;
 
 /// Bytes per pool buffer: the `recvmsg` header, the sender's address and the datagram.
 const BUFFER_LEN: usize = 2048;
@@ -580,27 +583,17 @@ impl Drop for Ring {
     }
 }
 
-/// The `target` of `side`'s `port` socket (0 RTP, 1 RTCP) in stream `slot`, bound as
-/// `generation`.
-pub(crate) fn target(slot: usize, side: usize, port: usize, generation: u32) -> u64 {
-    let token = (slot as u64) * 4 + (side as u64 & 1) * 2 + (port as u64 & 1);
-    ((u64::from(generation) & 0xFF_FFFF) << 32) | (token & 0xFFFF_FFFF)
+/// The `target` of `side`'s `port` socket in stream `slot` (its poll [`token`]), bound as
+/// `generation` (24 bits, [`GENERATIONS`]).
+pub(crate) fn target(slot: usize, side: usize, port: Port, generation: u32) -> u64 {
+    let token = token(slot, side, port).0 as u64 & 0xFFFF_FFFF;
+    (u64::from(generation & GENERATIONS) << 32) | token
 }
 
-/// Slot, side, port and (the low 24 bits of the) generation of a `target`.
-pub(crate) fn untarget(target: u64) -> (usize, usize, usize, u32) {
-    let token = target & 0xFFFF_FFFF;
-    (
-        (token / 4) as usize,
-        ((token / 2) & 1) as usize,
-        (token & 1) as usize,
-        ((target >> 32) & 0xFF_FFFF) as u32,
-    )
-}
-
-/// Whether `generation` is the one a target carries.
-pub(crate) fn same_generation(generation: u32, carried: u32) -> bool {
-    generation & 0xFF_FFFF == carried
+/// Slot, side, port and generation of a `target`.
+pub(crate) fn untarget(target: u64) -> (usize, usize, Port, u32) {
+    let (slot, side, port) = untoken(Token((target & 0xFFFF_FFFF) as usize));
+    (slot, side, port, (target >> 32) as u32 & GENERATIONS)
 }
 
 #[cfg(test)]
@@ -625,7 +618,7 @@ mod tests {
                 .send_to(&[i; 100], receiver.local_addr().unwrap())
                 .unwrap();
         }
-        let target = target(3, 1, 0, 9);
+        let target = target(3, 1, Port::Rtp, 9);
         ring.arm_recv(receiver.as_raw_fd(), target).unwrap();
         let (mut received, mut ended, mut completions) = (Vec::new(), 0, Vec::new());
         let deadline = Instant::now() + Duration::from_secs(5);
@@ -695,15 +688,13 @@ mod tests {
     #[test]
     fn targets_round_trip() {
         for (slot, side, port, generation) in [
-            (0, 0, 0, 0),
-            (1, 1, 1, 1),
-            (123_456, 0, 1, 0xFF_FFFF),
-            (7, 1, 0, 0x1234_5678),
+            (0, 0, Port::Rtp, 0),
+            (1, 1, Port::Rtcp, 1),
+            (123_456, 0, Port::Rtcp, GENERATIONS),
         ] {
-            let (s, d, p, g) = untarget(target(slot, side, port, generation));
-            assert_eq!((s, d, p), (slot, side, port));
-            assert!(same_generation(generation, g));
+            let round_trip = untarget(target(slot, side, port, generation));
+            assert_eq!(round_trip, (slot, side, port, generation));
         }
-        assert_eq!(target(5, 1, 1, 9) >> KIND_SHIFT, RECV);
+        assert_eq!(target(5, 1, Port::Rtcp, 9) >> KIND_SHIFT, RECV);
     }
 }

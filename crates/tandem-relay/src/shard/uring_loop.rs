@@ -11,7 +11,7 @@ use super::{relay_packet, Shard};
 use crate::counters::RelayTotals;
 use crate::flow::Port;
 use crate::stream::SocketChange;
-use crate::uring::{same_generation, target, untarget, Completion, Ring, Sender};
+use crate::uring::{target, untarget, Completion, Ring, Sender};
 use mio::Events;
 use std::os::fd::AsRawFd;
 use std::sync::mpsc;
@@ -30,7 +30,6 @@ struct InFlight {
     /// The side index the packet goes to.
     side: usize,
     generation: u32,
-    len: usize,
     rtcp: bool,
 }
 
@@ -141,10 +140,10 @@ impl Shard {
                     }
                     if let Some(stream) = self.streams.get_mut(slot) {
                         let ports = &mut stream.ports[side & 1];
-                        for (i, port) in [Port::Rtp, Port::Rtcp].into_iter().enumerate() {
-                            if ports.fixed[i].is_none() {
+                        for port in [Port::Rtp, Port::Rtcp] {
+                            if ports.fixed[port.index()].is_none() {
                                 let fd = ports.sender(port).as_raw_fd();
-                                ports.fixed[i] = state.ring.register(fd);
+                                ports.fixed[port.index()] = state.ring.register(fd);
                             }
                         }
                     }
@@ -158,7 +157,7 @@ impl Shard {
                     for registered in fixed.into_iter().flatten() {
                         state.ring.unregister(registered);
                     }
-                    for port in 0..2 {
+                    for port in [Port::Rtp, Port::Rtcp] {
                         let target = target(slot, side, port, generation);
                         match state.ring.cancel_recv(target) {
                             Ok(()) => state.cancelling.push(target),
@@ -199,16 +198,12 @@ impl Shard {
         };
         let call = stream.call;
         let ports = &mut stream.ports[side & 1];
-        let number = match port {
-            Port::Rtp => 0,
-            Port::Rtcp => 1,
-        };
-        if ports.armed[number] {
+        if ports.armed[port.index()] {
             return;
         }
-        let target = target(slot, side, number, ports.generation);
+        let target = target(slot, side, port, ports.generation);
         match state.ring.arm_recv(ports.socket(port).as_raw_fd(), target) {
-            Ok(()) => ports.armed[number] = true,
+            Ok(()) => ports.armed[port.index()] = true,
             Err(error) => tracing::warn!(%error, call, "relay socket's receive not armed"),
         }
     }
@@ -268,12 +263,11 @@ impl Shard {
             .streams
             .get_mut(slot)
             .map(|s| &mut s.ports[side])
-            .filter(|ports| same_generation(ports.generation, generation))
+            .filter(|ports| ports.generation == generation)
         else {
             return;
         };
-        ports.armed[port] = false;
-        let port = if port == 0 { Port::Rtp } else { Port::Rtcp };
+        ports.armed[port.index()] = false;
         self.arm(state, slot, side, port);
     }
 
@@ -288,11 +282,10 @@ impl Shard {
         totals: &mut RelayTotals,
     ) {
         let (slot, side, port, generation) = untarget(target);
-        let port = if port == 0 { Port::Rtp } else { Port::Rtcp };
         let stream = self
             .streams
             .get_mut(slot)
-            .filter(|s| same_generation(s.ports[side].generation, generation));
+            .filter(|s| s.ports[side].generation == generation);
         let (Some(stream), Some(datagram)) = (stream, state.ring.datagram(buffer, result)) else {
             // A socket closed since, or a buffer the kernel did not fill as promised.
             let _ = state.ring.recycle(buffer);
@@ -313,11 +306,7 @@ impl Shard {
         };
         let to = 1 - (side & 1);
         let out = &stream.ports[to];
-        let fixed = match forward.port {
-            Port::Rtp => out.fixed[0],
-            Port::Rtcp => out.fixed[1],
-        };
-        let from = match fixed {
+        let from = match out.fixed[forward.port.index()] {
             Some(registered) => Sender::Fixed(registered),
             None => Sender::Fd(out.sender(forward.port).as_raw_fd()),
         };
@@ -331,7 +320,6 @@ impl Shard {
                         slot,
                         side: to,
                         generation: out.generation,
-                        len,
                         rtcp: forward.rtcp,
                     });
                 }
@@ -353,12 +341,13 @@ impl Shard {
         let Some(sent) = in_flight else {
             return;
         };
-        if result < 0 {
+        // A send's result is the bytes it sent.
+        let Ok(bytes) = u64::try_from(result) else {
             totals.send_errors += 1;
             return;
-        }
+        };
         totals.packets_relayed += 1;
-        totals.bytes_relayed += sent.len as u64;
+        totals.bytes_relayed += bytes;
         totals.rtcp_relayed += u64::from(sent.rtcp);
         if let Some(stream) = self
             .streams
