@@ -77,6 +77,8 @@ pub struct TandemConfig {
     pub failures_to_down: u32,
     /// Successful probes in a row before a server is up again.
     pub successes_to_up: u32,
+    /// `sip.max_call_duration`; `None`: Tandem's default.
+    pub max_call_duration: Option<Duration>,
     /// The media relay.
     pub media: MediaConfig,
     /// The pool.
@@ -103,6 +105,7 @@ impl TandemConfig {
             probe_timeout: Duration::from_millis(300),
             failures_to_down: 2,
             successes_to_up: 2,
+            max_call_duration: None,
             media: MediaConfig::on(family.loopback()),
             media_servers: servers
                 .iter()
@@ -124,8 +127,12 @@ impl TandemConfig {
 
     /// The config file's text (TOML).
     pub fn to_toml(&self) -> String {
+        let limit = self
+            .max_call_duration
+            .map(|limit| format!("max_call_duration = \"{}ms\"\n", limit.as_millis()))
+            .unwrap_or_default();
         let mut text = format!(
-            "[sip]\nlisten = \"{}\"\ntcp = {}\n\n[admin]\nlisten = \"{}\"\ngrpc_listen = \"{}\"\n\n[pool]\n\
+            "[sip]\nlisten = \"{}\"\ntcp = {}\n{limit}\n[admin]\nlisten = \"{}\"\ngrpc_listen = \"{}\"\n\n[pool]\n\
              probe_interval = \"{}ms\"\nprobe_timeout = \"{}ms\"\nfailures_to_down = {}\nsuccesses_to_up = {}\n",
             self.sip,
             self.tcp,

@@ -6,6 +6,7 @@ use crate::pool::ServerIndex;
 use crate::transaction::TxId;
 use crate::Peer;
 use bytes::Bytes;
+use std::time::Duration;
 
 /// Tandem-internal handle of a call.
 pub type CallKey = u64;
@@ -93,6 +94,19 @@ pub struct InviteMapping {
     pub to_cseq: u32,
 }
 
+/// When a call was answered and when it must end, as offsets from its creation ([`Call::created`])
+/// so that they travel to a standby as plain data, whatever its clock.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CallTimes {
+    /// The 2xx of the caller's INVITE went out.
+    pub answered: Option<Duration>,
+    /// The session expires unless refreshed (RFC 4028: the last 2xx of an INVITE or UPDATE that
+    /// carried Session-Expires, plus its interval).
+    pub session_expires: Option<Duration>,
+    /// The call's maximum duration runs out (`calls.max_duration` after the answer).
+    pub max_duration: Option<Duration>,
+}
+
 /// One call.
 #[derive(Debug)]
 pub struct Call {
@@ -126,6 +140,8 @@ pub struct Call {
     pub setup_deadline: Option<std::time::Instant>,
     /// When the caller's INVITE arrived.
     pub created: std::time::Instant,
+    /// Answer time and the deadlines that end the call.
+    pub times: CallTimes,
     /// Relay ports and media endpoints of both sides.
     pub media: crate::media::CallMedia,
     /// The standby has (or is being sent) this call: its end must be replicated too.

@@ -24,6 +24,8 @@ pub struct CoreConfig {
     pub server_invite_timeout: Duration,
     /// Largest number of concurrent calls; new INVITEs beyond it get 503.
     pub max_calls: usize,
+    /// An answered call is ended (BYE on both legs) this long after its answer; `None`: no limit.
+    pub max_call_duration: Option<Duration>,
     /// Media anchoring: relay ports every call's RTP/RTCP is moved through. `None`: SDP passes
     /// unchanged and media flows directly between the caller and the media server.
     pub media: Option<crate::media::MediaConfig>,

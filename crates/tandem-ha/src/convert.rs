@@ -20,7 +20,7 @@
 use bytes::Bytes;
 use std::net::SocketAddr;
 use std::time::Duration;
-use tandem_core::call::{CallState, Leg};
+use tandem_core::call::{CallState, CallTimes, Leg};
 use tandem_core::media::{CallMedia, OutboundRecord, VersionTrack};
 use tandem_core::{CallSnapshot, Peer, ReplicaSnapshot, ReplicationChange, Transport};
 use tandem_media::continuity::SourceSnapshot;
@@ -133,8 +133,24 @@ pub fn call_to_record(call: CallSnapshot, now_unix_ms: u64) -> CallRecord {
         server_sdp: Vec::from(server_sdp),
         caller_sdp_version: version_to_wire(toward_caller),
         server_sdp_version: version_to_wire(toward_server),
+        answered_unix_ms: time_to_wire(created_unix_ms, call.times.answered),
+        session_expires_unix_ms: time_to_wire(created_unix_ms, call.times.session_expires),
+        max_duration_unix_ms: time_to_wire(created_unix_ms, call.times.max_duration),
         ..CallRecord::default()
     }
+}
+
+/// A call's time `offset` after its creation at `created_unix_ms`, in wall-clock milliseconds
+/// (0: none; a time never falls on the epoch itself).
+pub(crate) fn time_to_wire(created_unix_ms: u64, offset: Option<Duration>) -> u64 {
+    offset.map_or(0, |offset| {
+        created_unix_ms.saturating_add(millis(offset)).max(1)
+    })
+}
+
+/// The offset from the call's creation of a wall-clock time written by [`time_to_wire`].
+fn time_from_wire(created_unix_ms: u64, unix_ms: u64) -> Option<Duration> {
+    (unix_ms != 0).then(|| Duration::from_millis(unix_ms.saturating_sub(created_unix_ms)))
 }
 
 /// The wall-clock creation time of a call `age` old at `now_unix_ms`.
@@ -174,6 +190,11 @@ pub fn call_from_record(
         server_name: (!record.server_name.is_empty()).then_some(record.server_name),
         media,
         age: Duration::from_millis(now_unix_ms.saturating_sub(record.created_unix_ms)),
+        times: CallTimes {
+            answered: time_from_wire(record.created_unix_ms, record.answered_unix_ms),
+            session_expires: time_from_wire(record.created_unix_ms, record.session_expires_unix_ms),
+            max_duration: time_from_wire(record.created_unix_ms, record.max_duration_unix_ms),
+        },
     })
 }
 

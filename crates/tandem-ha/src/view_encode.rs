@@ -8,7 +8,9 @@
 //! in `tests/convert.rs` checks byte for byte that this encoding and the generated one agree for
 //! any call, so a field added to the schema and to `convert` but not here fails it.
 
-use crate::convert::{continuity_to_wire, created_unix_ms, state_to_wire, version_to_wire};
+use crate::convert::{
+    continuity_to_wire, created_unix_ms, state_to_wire, time_to_wire, version_to_wire,
+};
 use bytes::Bytes;
 use prost::encoding::{self, encode_key, encode_varint, encoded_len_varint, WireType};
 use std::fmt::Display;
@@ -55,7 +57,10 @@ fn call_record(out: &mut Writer, call: CallView<'_>, now_unix_ms: u64) {
     out.bytes(7, &call.media.bodies[0]);
     out.bytes(8, &call.media.bodies[1]);
     out.uint(9, created);
-    // 10–13 (answer time, session expiry, maximum duration, agent): the core has none yet.
+    out.uint(10, time_to_wire(created, call.times.answered));
+    out.uint(11, time_to_wire(created, call.times.session_expires));
+    out.uint(12, time_to_wire(created, call.times.max_duration));
+    // 13 (agent): the core has none yet.
     let [toward_caller, toward_server] = call.media.versions;
     out.generated(14, version_to_wire(toward_caller).as_ref());
     out.generated(15, version_to_wire(toward_server).as_ref());

@@ -9,7 +9,7 @@ use prost::Message;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 use support::sample_call;
-use tandem_core::call::{CallState, Leg};
+use tandem_core::call::{CallState, CallTimes, Leg};
 use tandem_core::media::{CallMedia, OutboundRecord, VersionTrack};
 use tandem_core::{CallSnapshot, Peer, ReplicaSnapshot, ReplicationChange};
 use tandem_ha::convert::*;
@@ -173,9 +173,10 @@ fn call() -> impl Strategy<Value = CallSnapshot> {
         proptest::option::of(".+"),
         media(),
         0u64..10_000_000_000,
+        times(),
     )
         .prop_map(
-            |(key, state, caller, server, server_name, media, age_ms)| CallSnapshot {
+            |(key, state, caller, server, server_name, media, age_ms, times)| CallSnapshot {
                 key,
                 state,
                 caller,
@@ -183,8 +184,19 @@ fn call() -> impl Strategy<Value = CallSnapshot> {
                 server_name,
                 media,
                 age: Duration::from_millis(age_ms),
+                times,
             },
         )
+}
+
+/// Answer time and deadlines: whole milliseconds after the call's creation, or none.
+fn times() -> impl Strategy<Value = CallTimes> {
+    let offset = || proptest::option::of((0u64..100_000_000).prop_map(Duration::from_millis));
+    (offset(), offset(), offset()).prop_map(|(answered, session_expires, max_duration)| CallTimes {
+        answered,
+        session_expires,
+        max_duration,
+    })
 }
 
 /// The active's hot path: the change encoded from the view the core hands out.

@@ -90,6 +90,8 @@ pub struct SipSettings {
     pub max_calls: usize,
     /// `sip.server_invite_timeout`: failover delay of an unanswered INVITE to a media server.
     pub server_invite_timeout: Duration,
+    /// `sip.max_call_duration`; `None` when `0s`.
+    pub max_call_duration: Option<Duration>,
     /// `[sip.timers]`
     pub timers: Timers,
 }
@@ -242,6 +244,7 @@ impl Config {
             probe: self.probe,
             server_invite_timeout: self.sip.server_invite_timeout,
             max_calls: self.sip.max_calls,
+            max_call_duration: self.sip.max_call_duration,
             media: self.media.as_ref().map(|m| MediaConfig {
                 address: self.media_address(advertised).unwrap_or(advertised.ip()),
                 port_min: m.port_min,
@@ -443,6 +446,8 @@ fn check_sip(sip: &file::SipTable) -> Result<SipSettings, ConfigError> {
             "sip.server_invite_timeout",
             &sip.server_invite_timeout,
         )?,
+        max_call_duration: Some(duration("sip.max_call_duration", &sip.max_call_duration)?)
+            .filter(|limit| !limit.is_zero()),
         timers: Timers { t1, t2, t4 },
     })
 }

@@ -174,7 +174,7 @@ pub fn render_prometheus(s: &Snapshot) -> String {
 
 fn render_media(out: &mut Exposition, m: &Metrics, media: &MediaSnapshot) {
     let r = &media.relay;
-    let counters: [(&str, &str, u64); 14] = [
+    let counters: [(&str, &str, u64); 16] = [
         (
             "tandem_media_packets_received_total",
             "Datagrams read from relay ports.",
@@ -224,6 +224,16 @@ fn render_media(out: &mut Exposition, m: &Metrics, media: &MediaSnapshot) {
             "tandem_media_inactivity_reports_total",
             "Sides reported silent for the inactivity timeout.",
             r.inactivity_reports,
+        ),
+        (
+            "tandem_calls_session_expired_total",
+            "Calls Tandem ended because their session timer (RFC 4028) ran out without a refresh.",
+            m.calls_session_expired,
+        ),
+        (
+            "tandem_calls_max_duration_total",
+            "Calls Tandem ended at sip.max_call_duration.",
+            m.calls_max_duration,
         ),
         (
             "tandem_media_timeouts_total",

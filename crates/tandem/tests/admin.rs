@@ -28,6 +28,8 @@ fn sample_snapshot() -> Snapshot {
             media_bind_failures: 1,
             media_timeouts: 2,
             server_media_silences: 3,
+            calls_session_expired: 1,
+            calls_max_duration: 4,
             replication_sync_timeouts: 0,
         },
         active_calls: 3,

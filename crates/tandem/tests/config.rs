@@ -33,6 +33,10 @@ fn embedded_default_is_the_loopback_lab() {
     assert!(config.sip.tcp);
     assert_eq!(config.sip.max_calls, 10_000);
     assert_eq!(config.sip.server_invite_timeout, Duration::from_secs(2));
+    assert_eq!(
+        config.sip.max_call_duration,
+        Some(Duration::from_secs(12 * 3600))
+    );
     assert_eq!(config.sip.timers.t1, Duration::from_millis(500));
     assert_eq!(config.sip.timers.t2, Duration::from_secs(4));
     assert_eq!(config.sip.timers.t4, Duration::from_secs(5));
@@ -75,6 +79,7 @@ fn every_key_can_be_set() {
         tcp_idle_timeout = "1h"
         max_calls = 5
         server_invite_timeout = "750ms"
+        max_call_duration = "90m"
         [sip.timers]
         t1 = "100ms"
         t2 = "1s"
@@ -119,6 +124,7 @@ fn every_key_can_be_set() {
     assert!(!core.tcp);
     assert_eq!(core.max_calls, 5);
     assert_eq!(core.server_invite_timeout, Duration::from_millis(750));
+    assert_eq!(core.max_call_duration, Some(Duration::from_secs(90 * 60)));
     assert_eq!(core.probe, config.probe);
     assert_eq!(core.media_servers, config.media_servers);
 }
@@ -159,6 +165,10 @@ fn each_bad_value_is_reported_with_its_key() {
         (
             "[sip]\nserver_invite_timeout = \"2\"",
             "sip.server_invite_timeout: `2` has no unit",
+        ),
+        (
+            "[sip]\nmax_call_duration = \"forever\"",
+            "sip.max_call_duration: `forever` is not a duration",
         ),
         (
             "[sip.timers]\nt1 = \"fast\"",
@@ -387,4 +397,13 @@ fn media_keys_are_read_and_checked() {
         let error = rejection(&format!("[media]\n{table}\n{SERVER}"));
         assert!(error.starts_with(key), "{table}: {error}");
     }
+}
+
+#[test]
+fn a_zero_maximum_call_duration_means_no_limit() {
+    let config =
+        Config::from_toml(&format!("[sip]\nmax_call_duration = \"0s\"\n{SERVER}")).unwrap();
+    assert_eq!(config.sip.max_call_duration, None);
+    let core = config.core_config(addr("127.0.0.1:5060"));
+    assert_eq!(core.max_call_duration, None);
 }

@@ -185,6 +185,9 @@ impl Core {
             );
         }
         self.respond(now, origin, answer);
+        if (200..300).contains(&code) && matches!(cseq.method, Method::Invite | Method::Update) {
+            self.refresh_session(now, key, &msg);
+        }
         if (200..300).contains(&code) && cseq.method != Method::Bye {
             self.replicate_call(now, key);
         }

@@ -11,6 +11,7 @@
 
 mod dialog;
 mod inspect;
+mod lifetime;
 mod media;
 mod probe;
 mod replica;
@@ -68,6 +69,10 @@ pub struct Metrics {
     pub media_timeouts: u64,
     /// Calls whose media server went silent while the caller was still sending.
     pub server_media_silences: u64,
+    /// Calls Tandem ended because their session timer (RFC 4028) ran out without a refresh.
+    pub calls_session_expired: u64,
+    /// Calls Tandem ended at their maximum duration.
+    pub calls_max_duration: u64,
     /// Answers that went out without the standby's confirmation because it took too long (`sync`).
     pub replication_sync_timeouts: u64,
 }
@@ -88,6 +93,10 @@ enum CallTimer {
     Failover,
     /// Timer C (RFC 3261 §16.6): the server leg rings without a final response for too long.
     SetupLimit,
+    /// The session timer (RFC 4028) ran out without a refresh.
+    SessionExpiry,
+    /// The call reached `CoreConfig::max_call_duration`.
+    MaxDuration,
 }
 
 /// What a client transaction Tandem started is for.
@@ -233,6 +242,9 @@ impl Core {
             match kind {
                 CallTimer::Failover => self.on_failover_timer(now, call, generation),
                 CallTimer::SetupLimit => self.on_setup_limit(now, call, generation),
+                CallTimer::SessionExpiry | CallTimer::MaxDuration => {
+                    self.on_call_deadline(now, call, kind)
+                }
             }
         }
         self.run_probes(now);

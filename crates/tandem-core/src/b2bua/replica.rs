@@ -3,8 +3,8 @@
 //! live calls on promotion, and the `sync` durability gate that holds a call's 2xx until the
 //! standby has it.
 
-use super::{CallEvent, Core};
-use crate::call::{Call, CallKey, CallState, Leg, Side};
+use super::{CallEvent, CallTimer, Core};
+use crate::call::{Call, CallKey, CallState, CallTimes, Leg, Side};
 use crate::media::CallMedia;
 use crate::transaction::TxId;
 use bytes::Bytes;
@@ -23,6 +23,8 @@ pub struct CallSnapshot {
     pub media: CallMedia,
     /// Time since the caller's INVITE, when the snapshot was taken.
     pub age: Duration,
+    /// Answer time and deadlines, as offsets from the caller's INVITE.
+    pub times: CallTimes,
 }
 
 impl CallSnapshot {
@@ -36,6 +38,7 @@ impl CallSnapshot {
             server_name: self.server_name.as_deref(),
             media: &self.media,
             age: self.age,
+            times: self.times,
         }
     }
 }
@@ -53,6 +56,8 @@ pub struct CallView<'a> {
     pub media: &'a CallMedia,
     /// Time since the caller's INVITE, when the change was made.
     pub age: Duration,
+    /// Answer time and deadlines, as offsets from the caller's INVITE.
+    pub times: CallTimes,
 }
 
 impl CallView<'_> {
@@ -66,6 +71,7 @@ impl CallView<'_> {
             server_name: self.server_name.map(str::to_owned),
             media: self.media.clone(),
             age: self.age,
+            times: self.times,
         }
     }
 }
@@ -345,11 +351,15 @@ impl Core {
                     tcp_for_size: false,
                     setup_deadline: None,
                     created: now.checked_sub(record.age).unwrap_or(now),
+                    times: record.times,
                     media: record.media,
                     server_offer: None,
                     replicated: true,
                 },
             );
+            // A deadline that passed while the call was on the way here ends it at the next turn.
+            self.arm_call_timer(key, CallTimer::SessionExpiry);
+            self.arm_call_timer(key, CallTimer::MaxDuration);
             restored += 1;
         }
         restored
@@ -515,6 +525,7 @@ impl Core {
             server_name: self.server_name(c),
             media: &c.media,
             age: now.saturating_duration_since(c.created),
+            times: c.times,
         }
     }
 }

@@ -3,7 +3,7 @@
 use super::media::Anchored;
 use super::rewrite::{self, party, RouteOrder};
 use super::{CallEvent, CallTimer, Core, TxRole};
-use crate::call::{Call, CallKey, CallState, InviteMapping, Leg, Side};
+use crate::call::{Call, CallKey, CallState, CallTimes, InviteMapping, Leg, Side};
 use crate::pool::ServerIndex;
 use crate::transaction::TxId;
 use crate::{Peer, Transport};
@@ -69,6 +69,7 @@ impl Core {
                 tcp_for_size: false,
                 setup_deadline: None,
                 created: now,
+                times: CallTimes::default(),
                 media: Default::default(),
                 server_offer: None,
                 replicated: false,
@@ -376,6 +377,7 @@ impl Core {
             }
             if code < 300 {
                 self.metrics.calls_answered_total += 1;
+                self.start_call_times(now, key, &msg);
                 self.emit(CallEvent::CallAnswered { call_id });
             }
         }

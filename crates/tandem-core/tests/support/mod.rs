@@ -32,6 +32,11 @@ impl Net {
     }
 
     pub fn with_probe_interval(interval: Duration) -> Net {
+        Net::with_config(|config| config.probe.interval = interval)
+    }
+
+    /// A node whose configuration `edit` changed from the tests' usual one (probes hourly).
+    pub fn with_config(edit: impl FnOnce(&mut CoreConfig)) -> Net {
         let now = Instant::now();
         let server = |name: &str, a: &str| MediaServerConfig {
             name: name.into(),
@@ -45,19 +50,22 @@ impl Net {
             timers: Timers::default(),
             media_servers: vec![server("ms1", MS1), server("ms2", MS2)],
             probe: ProbeConfig {
-                interval,
+                interval: Duration::from_secs(3600),
                 timeout: Duration::from_millis(500),
                 failures_to_down: 2,
                 successes_to_up: 2,
             },
             server_invite_timeout: Duration::from_secs(2),
             max_calls: 100,
+            max_call_duration: None,
             media: Some(tandem_core::media::MediaConfig {
                 address: "127.0.0.1".parse().unwrap(),
                 port_min: 30000,
                 port_max: 30999,
             }),
         };
+        let mut config = config;
+        edit(&mut config);
         let mut core = Core::new(config, now);
         core.handle_timeout(now); // the first probes go out at start
         let mut net = Net {
@@ -184,12 +192,21 @@ pub fn statuses(sent: &[(SocketAddr, Message)], to: &str) -> Vec<u16> {
 /// Caller INVITE → server INVITE → 180 → 200 → ACK: returns the server-side INVITE and the caller's
 /// To tag.
 pub fn establish(net: &mut Net, call_id: &str) -> (Message, String) {
+    establish_with(net, call_id, |invite| answer(invite, 200, "OK", true))
+}
+
+/// [`establish`], with the server's 2xx built by `ok` from its INVITE.
+pub fn establish_with(
+    net: &mut Net,
+    call_id: &str,
+    ok: impl FnOnce(&Message) -> Bytes,
+) -> (Message, String) {
     net.caller_sends(&invite(call_id, "z9hG4bKc1", 70));
     let sent = net.drain();
     assert_eq!(statuses(&sent, CALLER), vec![100]);
     let srv_invite = request_to(&sent, MS1, Method::Invite).clone();
     net.server_sends(MS1, answer(&srv_invite, 180, "Ringing", false));
-    net.server_sends(MS1, answer(&srv_invite, 200, "OK", true));
+    net.server_sends(MS1, ok(&srv_invite));
     let sent = net.drain();
     let to_caller = only_to(&sent, CALLER);
     assert_eq!(

@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
-use tandem_core::call::{CallState, Leg};
+use tandem_core::call::{CallState, CallTimes, Leg};
 use tandem_core::media::CallMedia;
 use tandem_core::{CallSnapshot, Peer, ReplicaSnapshot, ReplicationChange};
 use tandem_ha::convert::{active_heartbeat, standby_heartbeat};
@@ -72,6 +72,11 @@ pub fn sample_call(key: u64, age: Duration) -> CallSnapshot {
             ..CallMedia::default()
         },
         age,
+        times: CallTimes {
+            answered: Some(Duration::from_millis(300)),
+            session_expires: Some(Duration::from_millis(1_800_300)),
+            max_duration: Some(Duration::from_millis(43_200_300)),
+        },
     }
 }
 

@@ -47,6 +47,9 @@ pub struct SipTable {
     /// How long an INVITE to one media server may go unanswered (no provisional response) before
     /// Tandem tries the next server. Default `2s`.
     pub server_invite_timeout: String,
+    /// An answered call is ended (BYE to both sides) this long after its answer, whatever it
+    /// does: the guard against calls nobody hangs up. `0s`: no limit. Default `12h`.
+    pub max_call_duration: String,
     /// `[sip.timers]`: RFC 3261 timer bases.
     pub timers: TimersTable,
 }
@@ -60,6 +63,7 @@ impl Default for SipTable {
             tcp_idle_timeout: "10m".into(),
             max_calls: 10_000,
             server_invite_timeout: "2s".into(),
+            max_call_duration: "12h".into(),
             timers: TimersTable::default(),
         }
     }
