@@ -235,3 +235,46 @@ fn a_deadline_that_passed_during_the_takeover_ends_the_call_at_once() {
     assert_eq!(byes(&standby.drain()), (1, 1));
     assert_eq!(standby.core.active_calls(), 0);
 }
+
+#[test]
+fn an_ended_call_leaves_no_deadline_behind() {
+    let mut net = Net::with_config(|c| {
+        c.max_call_duration = Some(12 * 3600 * SECOND);
+        c.media_servers.truncate(1); // every call on ms1
+    });
+    for n in 0..20 {
+        let call_id = format!("lt9-{n}@caller");
+        let (_, tag) = establish_with(&mut net, &call_id, |invite| {
+            ok_with_timer(invite, Some("1800"))
+        });
+        assert_eq!(
+            net.core.queued_call_deadlines(),
+            2,
+            "session expiry and maximum duration"
+        );
+        net.advance(60 * SECOND);
+        refresh(&mut net, &call_id, &tag, 2, Some("1800"));
+        assert_eq!(
+            net.core.queued_call_deadlines(),
+            2,
+            "a refresh replaces one"
+        );
+        net.caller_sends(&in_dialog(
+            "BYE",
+            &call_id,
+            &format!("z9hG4bKlt9b{n}"),
+            &tag,
+            3,
+        ));
+        let sent = net.drain();
+        let bye = request_to(&sent, MS1, Method::Bye);
+        net.server_sends(MS1, answer(bye, 200, "OK", false));
+        net.drain();
+        assert_eq!(net.core.active_calls(), 0);
+        assert_eq!(
+            net.core.queued_call_deadlines(),
+            0,
+            "call {n} left its deadlines behind"
+        );
+    }
+}

@@ -4,9 +4,9 @@
 //! media server, an agent and relay ports for ever. Both deadlines are part of the call's
 //! replicated record: a standby that takes over keeps them.
 
-use super::{CallTimer, Core};
-use crate::call::{CallKey, CallState};
-use std::cmp::Reverse;
+use super::Core;
+use crate::call::{Call, CallKey, CallState};
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 use tandem_sip::{HeaderName, Message};
 
@@ -33,12 +33,12 @@ impl Core {
         let Some(call) = self.calls.get_mut(&key) else {
             return;
         };
+        self.deadlines.forget(call);
         let answered = now.saturating_duration_since(call.created);
         call.times.answered = Some(answered);
         call.times.max_duration = limit.map(|limit| answered.saturating_add(limit));
         call.times.session_expires = session_interval(answer).map(|i| answered + i);
-        self.arm_call_timer(key, CallTimer::MaxDuration);
-        self.arm_call_timer(key, CallTimer::SessionExpiry);
+        self.deadlines.arm(call);
     }
 
     /// A 2xx to a re-INVITE or UPDATE of call `key` went through at `now`: the session is refreshed
@@ -47,58 +47,101 @@ impl Core {
         let Some(call) = self.calls.get_mut(&key) else {
             return;
         };
+        self.deadlines.forget(call);
         let at = now.saturating_duration_since(call.created);
         call.times.session_expires = session_interval(answer).map(|i| at + i);
-        self.arm_call_timer(key, CallTimer::SessionExpiry);
+        self.deadlines.arm(call);
     }
 
-    /// Queues the timer of `kind` at the call's deadline for it (if it has one). An earlier queued
-    /// one finds a later deadline when it fires and does nothing.
-    pub(super) fn arm_call_timer(&mut self, key: CallKey, kind: CallTimer) {
-        let Some(call) = self.calls.get(&key) else {
-            return;
-        };
-        if let Some(deadline) = call_deadline(call, kind) {
-            self.call_timers.push(Reverse((deadline, key, 0, kind)));
-        }
+    /// Deadlines queued: at most two per answered call (one that ended leaves none behind).
+    pub fn queued_call_deadlines(&self) -> usize {
+        self.deadlines.len()
     }
 
-    /// A session-expiry or maximum-duration timer fired: the call ends if that deadline (not a
-    /// later one set by a refresh since) has passed.
-    pub(super) fn on_call_deadline(&mut self, now: Instant, key: CallKey, kind: CallTimer) {
-        let Some(call) = self.calls.get(&key) else {
-            return;
-        };
-        if call.state != CallState::Confirmed {
-            return;
-        }
-        match call_deadline(call, kind) {
-            Some(deadline) if deadline <= now => {}
-            _ => return,
-        }
-        let call_id = call.caller.call_id.clone();
-        let reason = match kind {
-            CallTimer::SessionExpiry => {
-                self.metrics.calls_session_expired += 1;
-                "session-expired"
+    /// Ends the calls whose session expired or whose maximum duration is reached by `now`.
+    pub(super) fn end_overdue_calls(&mut self, now: Instant) {
+        while let Some((key, kind)) = self.deadlines.pop_due(now) {
+            let Some(call) = self.calls.get(&key) else {
+                continue;
+            };
+            if call.state != CallState::Confirmed {
+                continue; // a BYE is under way already
             }
-            CallTimer::MaxDuration => {
-                self.metrics.calls_max_duration += 1;
-                "max-duration"
-            }
-            CallTimer::Failover | CallTimer::SetupLimit => return,
-        };
-        tracing::info!(%call_id, reason, "ending the call");
-        self.hang_up_both(now, key, reason);
+            let call_id = call.caller.call_id.clone();
+            let reason = match kind {
+                Deadline::SessionExpiry => {
+                    self.metrics.calls_session_expired += 1;
+                    "session-expired"
+                }
+                Deadline::MaxDuration => {
+                    self.metrics.calls_max_duration += 1;
+                    "max-duration"
+                }
+            };
+            tracing::info!(%call_id, reason, "ending the call");
+            self.hang_up_both(now, key, reason);
+        }
     }
 }
 
-/// When call `call` ends by the timer of `kind`, if it has that deadline.
-fn call_deadline(call: &crate::call::Call, kind: CallTimer) -> Option<Instant> {
-    let offset = match kind {
-        CallTimer::SessionExpiry => call.times.session_expires,
-        CallTimer::MaxDuration => call.times.max_duration,
-        CallTimer::Failover | CallTimer::SetupLimit => None,
-    }?;
-    call.created.checked_add(offset)
+/// Which deadline of a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) enum Deadline {
+    SessionExpiry,
+    MaxDuration,
+}
+
+/// The deadlines of every answered call, in time order. Unlike the short set-up timers, these run
+/// for hours: an entry leaves with its call (or when replaced), so the set holds at most two per
+/// live call.
+#[derive(Debug, Default)]
+pub(super) struct CallDeadlines {
+    queue: BTreeSet<(Instant, CallKey, Deadline)>,
+}
+
+impl CallDeadlines {
+    /// Queues `call`'s deadlines.
+    pub(super) fn arm(&mut self, call: &Call) {
+        for (when, kind) in deadlines(call) {
+            self.queue.insert((when, call.key, kind));
+        }
+    }
+
+    /// Takes `call`'s deadlines out of the queue (it ended, or they are about to change).
+    pub(super) fn forget(&mut self, call: &Call) {
+        for (when, kind) in deadlines(call) {
+            self.queue.remove(&(when, call.key, kind));
+        }
+    }
+
+    /// Every deadline goes (demotion: the calls left this node).
+    pub(super) fn clear(&mut self) {
+        self.queue.clear();
+    }
+
+    pub(super) fn next(&self) -> Option<Instant> {
+        self.queue.first().map(|(when, ..)| *when)
+    }
+
+    fn pop_due(&mut self, now: Instant) -> Option<(CallKey, Deadline)> {
+        let (when, ..) = self.queue.first()?;
+        if *when > now {
+            return None;
+        }
+        self.queue.pop_first().map(|(_, key, kind)| (key, kind))
+    }
+
+    fn len(&self) -> usize {
+        self.queue.len()
+    }
+}
+
+/// `call`'s deadlines as instants.
+fn deadlines(call: &Call) -> impl Iterator<Item = (Instant, Deadline)> + '_ {
+    [
+        (call.times.session_expires, Deadline::SessionExpiry),
+        (call.times.max_duration, Deadline::MaxDuration),
+    ]
+    .into_iter()
+    .filter_map(|(offset, kind)| Some((call.created.checked_add(offset?)?, kind)))
 }

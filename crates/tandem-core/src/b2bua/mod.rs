@@ -93,10 +93,6 @@ enum CallTimer {
     Failover,
     /// Timer C (RFC 3261 §16.6): the server leg rings without a final response for too long.
     SetupLimit,
-    /// The session timer (RFC 4028) ran out without a refresh.
-    SessionExpiry,
-    /// The call reached `CoreConfig::max_call_duration`.
-    MaxDuration,
 }
 
 /// What a client transaction Tandem started is for.
@@ -141,6 +137,8 @@ pub struct Core {
     roles: FxHashMap<TxId, TxRole>,
     /// Call timers: (when, call, generation, kind). One with an older generation than its call's is stale.
     call_timers: BinaryHeap<Reverse<(Instant, CallKey, u64, CallTimer)>>,
+    /// Session expiry and maximum duration of the answered calls.
+    deadlines: lifetime::CallDeadlines,
     events: VecDeque<CallEvent>,
     replication: replica::Replication,
     metrics: Metrics,
@@ -164,6 +162,7 @@ impl Core {
             dialogs: FxHashMap::default(),
             roles: FxHashMap::default(),
             call_timers: BinaryHeap::new(),
+            deadlines: lifetime::CallDeadlines::default(),
             events: VecDeque::new(),
             replication: replica::Replication::new(),
             metrics: Metrics::default(),
@@ -242,11 +241,9 @@ impl Core {
             match kind {
                 CallTimer::Failover => self.on_failover_timer(now, call, generation),
                 CallTimer::SetupLimit => self.on_setup_limit(now, call, generation),
-                CallTimer::SessionExpiry | CallTimer::MaxDuration => {
-                    self.on_call_deadline(now, call, kind)
-                }
             }
         }
+        self.end_overdue_calls(now);
         self.run_probes(now);
         self.release_overdue_answers(now);
         self.drain_layer_events(now);
@@ -259,6 +256,7 @@ impl Core {
             failover,
             self.next_probe_deadline(),
             self.next_parked_deadline(),
+            self.deadlines.next(),
         ]
         .into_iter()
         .flatten()
@@ -499,6 +497,7 @@ impl Core {
         };
         self.dialogs.remove(&c.caller.local_tag);
         self.dialogs.remove(&c.server.local_tag);
+        self.deadlines.forget(&c);
         if let Some(server) = c.server_index {
             self.pool.call_ended(server);
         }

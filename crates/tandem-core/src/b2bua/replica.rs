@@ -3,7 +3,7 @@
 //! live calls on promotion, and the `sync` durability gate that holds a call's 2xx until the
 //! standby has it.
 
-use super::{CallEvent, CallTimer, Core};
+use super::{CallEvent, Core};
 use crate::call::{Call, CallKey, CallState, CallTimes, Leg, Side};
 use crate::media::CallMedia;
 use crate::transaction::TxId;
@@ -358,8 +358,9 @@ impl Core {
                 },
             );
             // A deadline that passed while the call was on the way here ends it at the next turn.
-            self.arm_call_timer(key, CallTimer::SessionExpiry);
-            self.arm_call_timer(key, CallTimer::MaxDuration);
+            if let Some(call) = self.calls.get(&key) {
+                self.deadlines.arm(call);
+            }
             restored += 1;
         }
         restored
@@ -414,6 +415,7 @@ impl Core {
                 self.release_media(*key, &c.media);
             }
         }
+        self.deadlines.clear();
         self.replication.changes.clear();
         while let Some(parked) = self.replication.parked.pop_front() {
             drop(parked);
