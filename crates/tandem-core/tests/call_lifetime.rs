@@ -278,3 +278,29 @@ fn an_ended_call_leaves_no_deadline_behind() {
         );
     }
 }
+
+#[test]
+fn the_admin_view_shows_talk_time_and_what_ends_the_call_first() {
+    let mut net = Net::with_config(|c| c.max_call_duration = Some(600 * SECOND));
+    net.caller_sends(&invite("lt10@caller", "z9hG4bKlt10", 70));
+    let sent = net.drain();
+    let srv_invite = request_to(&sent, MS1, Method::Invite).clone();
+    net.server_sends(MS1, answer(&srv_invite, 180, "Ringing", false));
+    net.advance(4 * SECOND);
+    let ringing = net.core.call_overview(net.now, "lt10@caller").unwrap();
+    assert_eq!((ringing.talk_time(), ringing.ends_in()), (None, None));
+
+    net.server_sends(MS1, ok_with_timer(&srv_invite, Some("90")));
+    net.drain();
+    net.advance(10 * SECOND);
+    let call = net.core.call_overview(net.now, "lt10@caller").unwrap();
+    assert_eq!(call.talk_time(), Some(10 * SECOND));
+    assert_eq!(call.ends_in(), Some((80 * SECOND, "session-expires")));
+
+    let mut short = Net::with_config(|c| c.max_call_duration = Some(60 * SECOND));
+    establish_with(&mut short, "lt11@caller", |invite| {
+        ok_with_timer(invite, Some("90"))
+    });
+    let call = short.core.call_overview(short.now, "lt11@caller").unwrap();
+    assert_eq!(call.ends_in(), Some((60 * SECOND, "max-duration")));
+}

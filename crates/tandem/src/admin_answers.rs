@@ -88,6 +88,12 @@ fn call_summary(call: &CallOverview) -> api::CallSummary {
             .iter()
             .map(|s| u32::from(s.server.local.rtp()))
             .collect(),
+        talk_seconds: call.talk_time().map(|t| t.as_secs_f64()),
+        ends_in_seconds: call.ends_in().map(|(left, _)| left.as_secs_f64()),
+        ends_by: call
+            .ends_in()
+            .map(|(_, why)| why.to_owned())
+            .unwrap_or_default(),
     }
 }
 

@@ -28,6 +28,9 @@ fn call_value(call: &CallOverview) -> Value {
         "state": call.state.as_str(),
         "server": call.server,
         "age_seconds": call.age.as_secs_f64(),
+        "talk_seconds": call.talk_time().map(|t| t.as_secs_f64()),
+        "ends_in_seconds": call.ends_in().map(|(left, _)| left.as_secs_f64()),
+        "ends_by": call.ends_in().map(|(_, why)| why),
         "media": call.media.iter().map(stream_value).collect::<Vec<_>>(),
     })
 }

@@ -64,6 +64,7 @@ fn answer(request: GrpcAdminRequest) {
                     agent: String::new(),
                     caller_ports: vec![20000 + 2 * i],
                     server_ports: vec![30000 + 2 * i],
+                    ..api::CallSummary::default()
                 })
                 .collect();
             let _ = reply.send(api::ListCallsReply { calls });

@@ -102,11 +102,13 @@ pub fn calls_text(reply: &api::ListCallsReply) -> String {
         "STATE",
         "SERVER",
         "AGE",
+        "TALK",
+        "ENDS-IN",
         "AGENT",
         "CALLER-PORTS",
         "SERVER-PORTS",
     ];
-    let rows: Vec<[String; 7]> = reply
+    let rows: Vec<[String; 9]> = reply
         .calls
         .iter()
         .map(|call| {
@@ -115,6 +117,8 @@ pub fn calls_text(reply: &api::ListCallsReply) -> String {
                 or_dash(&call.state),
                 or_dash(&call.server),
                 age(call.age_seconds),
+                call.talk_seconds.map_or_else(|| "-".to_owned(), age),
+                call.ends_in_seconds.map_or_else(|| "-".to_owned(), age),
                 or_dash(&call.agent),
                 ports(&call.caller_ports),
                 ports(&call.server_ports),
@@ -226,6 +230,9 @@ pub fn calls_json(reply: &api::ListCallsReply) -> Value {
                 "state": call.state,
                 "server": call.server,
                 "age_seconds": call.age_seconds,
+                "talk_seconds": call.talk_seconds,
+                "ends_in_seconds": call.ends_in_seconds,
+                "ends_by": (!call.ends_by.is_empty()).then_some(&call.ends_by),
                 "agent": call.agent,
                 "caller_ports": call.caller_ports,
                 "server_ports": call.server_ports,
@@ -442,21 +449,37 @@ mod tests {
             agent: String::new(),
             caller_ports: ports.clone(),
             server_ports: ports.iter().map(|p| p + 10_000).collect(),
+            talk_seconds: Some(71.5),
+            ends_in_seconds: Some(1728.5),
+            ends_by: "session-expires".into(),
+        };
+        let ringing = api::CallSummary {
+            state: "trying".into(),
+            talk_seconds: None,
+            ends_in_seconds: None,
+            ends_by: String::new(),
+            ..call("b@x", vec![20006])
         };
         let reply = api::ListCallsReply {
             calls: vec![
                 call("a@x", vec![20000]),
                 call("long-call-id@x", vec![20002, 20004]),
+                ringing,
             ],
         };
         assert_eq!(
             calls_text(&reply),
-            "CALL-ID         STATE      SERVER      AGE    AGENT  CALLER-PORTS  SERVER-PORTS\n\
-             a@x             confirmed  asterisk-1  1m15s  -      20000         30000\n\
-             long-call-id@x  confirmed  asterisk-1  1m15s  -      20002,20004   30002,30004\n"
+            "CALL-ID         STATE      SERVER      AGE    TALK   ENDS-IN  AGENT  CALLER-PORTS  SERVER-PORTS\n\
+             a@x             confirmed  asterisk-1  1m15s  1m11s  28m48s   -      20000         30000\n\
+             long-call-id@x  confirmed  asterisk-1  1m15s  1m11s  28m48s   -      20002,20004   30002,30004\n\
+             b@x             trying     asterisk-1  1m15s  -      -        -      20006         30006\n"
         );
         assert_eq!(calls_text(&api::ListCallsReply::default()), "(no calls)\n");
-        assert_eq!(calls_json(&reply)["calls"][1]["caller_ports"][1], 20004);
+        let json = calls_json(&reply);
+        assert_eq!(json["calls"][1]["caller_ports"][1], 20004);
+        assert_eq!(json["calls"][0]["ends_by"], "session-expires");
+        assert_eq!(json["calls"][2]["talk_seconds"], Value::Null);
+        assert_eq!(json["calls"][2]["ends_by"], Value::Null);
     }
 
     #[test]

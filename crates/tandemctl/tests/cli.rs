@@ -132,6 +132,9 @@ impl Admin for FakeNode {
                 agent: "agent-7".into(),
                 caller_ports: vec![20000 + 2 * i],
                 server_ports: vec![30000 + 2 * i],
+                talk_seconds: Some(60.0 + f64::from(i)),
+                ends_in_seconds: Some(3600.0),
+                ends_by: "max-duration".into(),
             })
             .collect();
         self.answer(api::ListCallsReply { calls })
@@ -329,7 +332,7 @@ fn calls_as_a_table_and_as_json() {
     assert!(lines[0].starts_with("CALL-ID"), "{text}");
     assert_eq!(
         lines[2],
-        "call-1@caller  confirmed  asterisk-1  1m02s  agent-7  20002         30002"
+        "call-1@caller  confirmed  asterisk-1  1m02s  1m01s  1h00m00s  agent-7  20002         30002"
     );
 
     let out = at(addr, &["calls", "--limit", "1", "--json"]);
@@ -338,6 +341,8 @@ fn calls_as_a_table_and_as_json() {
     assert_eq!(calls["calls"].as_array().unwrap().len(), 1);
     assert_eq!(calls["calls"][0]["call_id"], "call-0@caller");
     assert_eq!(calls["calls"][0]["server_ports"][0], 30000);
+    assert_eq!(calls["calls"][0]["talk_seconds"], 60.0);
+    assert_eq!(calls["calls"][0]["ends_by"], "max-duration");
 }
 
 #[test]

@@ -1,7 +1,7 @@
 //! Read-only views of the calls for the admin endpoint (never on the packet path).
 
 use super::Core;
-use crate::call::{Call, CallKey, CallState};
+use crate::call::{Call, CallKey, CallState, CallTimes};
 use std::time::{Duration, Instant};
 use tandem_media::session::StreamPlan;
 
@@ -19,6 +19,27 @@ pub struct CallOverview {
     pub age: Duration,
     /// Relay ports and media endpoints, one per m-line.
     pub media: Vec<StreamPlan>,
+    /// Answer time and deadlines (offsets from the caller's INVITE, like `age`).
+    pub times: CallTimes,
+}
+
+impl CallOverview {
+    /// Time since the answer; `None` while the call is not answered.
+    pub fn talk_time(&self) -> Option<Duration> {
+        Some(self.age.saturating_sub(self.times.answered?))
+    }
+
+    /// How long until Tandem ends the call itself, and why ("session-expires" or
+    /// "max-duration"): the earlier of its deadlines, if it has any.
+    pub fn ends_in(&self) -> Option<(Duration, &'static str)> {
+        [
+            (self.times.session_expires, "session-expires"),
+            (self.times.max_duration, "max-duration"),
+        ]
+        .into_iter()
+        .filter_map(|(deadline, why)| Some((deadline?.saturating_sub(self.age), why)))
+        .min_by_key(|(left, _)| *left)
+    }
 }
 
 impl Core {
@@ -46,6 +67,7 @@ impl Core {
             server: self.server_name(c).map(str::to_owned),
             age: now.saturating_duration_since(c.created),
             media: c.media.streams.clone(),
+            times: c.times,
         }
     }
 }

@@ -103,6 +103,16 @@ pub struct CallSummary {
     pub caller_ports: ::prost::alloc::vec::Vec<u32>,
     #[prost(uint32, repeated, tag = "7")]
     pub server_ports: ::prost::alloc::vec::Vec<u32>,
+    /// Time since the answer (talk time); absent while the call is not answered.
+    #[prost(double, optional, tag = "8")]
+    pub talk_seconds: ::core::option::Option<f64>,
+    /// Time until Tandem ends the call itself: the session timer (RFC 4028) running out without a
+    /// refresh, or the maximum call duration, whichever comes first; absent when neither is set.
+    #[prost(double, optional, tag = "9")]
+    pub ends_in_seconds: ::core::option::Option<f64>,
+    /// What `ends_in_seconds` counts down to: "session-expires" or "max-duration".
+    #[prost(string, tag = "10")]
+    pub ends_by: ::prost::alloc::string::String,
 }
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct ListIncidentsRequest {
