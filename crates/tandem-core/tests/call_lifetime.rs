@@ -304,3 +304,38 @@ fn the_admin_view_shows_talk_time_and_what_ends_the_call_first() {
     let call = short.core.call_overview(short.now, "lt11@caller").unwrap();
     assert_eq!(call.ends_in(), Some((60 * SECOND, "max-duration")));
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+    /// Whatever a Session-Expires value says, Tandem does not fail on it: a whole number of
+    /// seconds within a week (before its parameters) ends an unrefreshed call right then, anything
+    /// else sets no timer.
+    #[test]
+    fn any_session_expires_value_sets_its_interval_or_none(
+        value in proptest::prop_oneof![
+            "[0-9]{1,7}(;refresher=ua[cs])?",
+            "[ -~]{0,24}",
+        ]
+    ) {
+        let mut net = Net::new();
+        establish_with(&mut net, "lt12@caller", |invite| ok_with_timer(invite, Some(&value)));
+        let interval = value
+            .split(';')
+            .next()
+            .and_then(|seconds| seconds.trim().parse::<u64>().ok())
+            .filter(|seconds| (1..=7 * 24 * 3600).contains(seconds));
+        match interval {
+            Some(seconds) => {
+                net.advance(Duration::from_secs(seconds) - Duration::from_millis(1));
+                proptest::prop_assert_eq!(net.core.active_calls(), 1);
+                net.advance(Duration::from_millis(1));
+                proptest::prop_assert_eq!(net.core.active_calls(), 0);
+            }
+            None => {
+                net.advance(8 * 24 * 3600 * SECOND);
+                proptest::prop_assert_eq!(net.core.active_calls(), 1);
+            }
+        }
+    }
+}

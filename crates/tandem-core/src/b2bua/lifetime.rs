@@ -15,7 +15,7 @@ use tandem_sip::{HeaderName, Message};
 const SESSION_INTERVALS: std::ops::RangeInclusive<u64> = 1..=7 * 24 * 3600;
 
 /// The session interval a 2xx to an INVITE or UPDATE carries (`Session-Expires: 1800;refresher=uac`,
-/// compact `x`), if any: `None` means the session has no timer (RFC 4028 §9: a 2xx without the
+/// compact `x`), if any: `None` means the session has no timer (RFC 4028: a 2xx without the
 /// header turns it off).
 pub(super) fn session_interval(answer: &Message) -> Option<Duration> {
     let value = answer.header(HeaderName::SessionExpires)?;
