@@ -4,7 +4,7 @@
 //! tests (`tests/tests/ha_failover.rs`) and the failover benchmark (`failover-bench`).
 
 use crate::capture::{for_each_datagram, wait_until_capturing};
-use crate::netns::{HaOptions, HaStatus, Incident, NsSipp, NsTandem, SecondPath};
+use crate::netns::{Detection, HaOptions, HaStatus, Incident, NsSipp, NsTandem, SecondPath};
 use crate::process::{wait_for, ChildGuard};
 use crate::{Node, Sipp, TandemConfig, Topology};
 use anyhow::{bail, ensure, Context, Result};
@@ -46,21 +46,23 @@ pub struct HaPair<'n> {
     /// Both nodes' configs: same media server, same relay port range.
     configs: BTreeMap<&'static str, TandemConfig>,
     running: BTreeMap<&'static str, NsTandem>,
+    detection: Detection,
 }
 
 impl<'n> HaPair<'n> {
-    /// Starts tandem-a (preferred) and tandem-b with [`RELAY_PORTS`] and waits until a is active
-    /// and b a synced standby.
+    /// Starts tandem-a (preferred) and tandem-b with [`RELAY_PORTS`] and patient failure
+    /// detection, and waits until a is active and b a synced standby.
     pub fn start(net: &'n Topology, dir: &Path, server: SocketAddr) -> Result<HaPair<'n>> {
-        HaPair::start_with_ports(net, dir, server, RELAY_PORTS)
+        HaPair::start_with(net, dir, server, RELAY_PORTS, Detection::Patient)
     }
 
-    /// As [`HaPair::start`], with `ports` as both nodes' relay port range.
-    pub fn start_with_ports(
+    /// As [`HaPair::start`], with `ports` as both nodes' relay port range and `detection`.
+    pub fn start_with(
         net: &'n Topology,
         dir: &Path,
         server: SocketAddr,
         ports: RangeInclusive<u16>,
+        detection: Detection,
     ) -> Result<HaPair<'n>> {
         let configs = Node::TANDEMS
             .map(|node| {
@@ -74,6 +76,7 @@ impl<'n> HaPair<'n> {
             dir: dir.to_owned(),
             configs,
             running: BTreeMap::new(),
+            detection,
         };
         pair.launch(Node::TandemA, "")?;
         pair.launch(Node::TandemB, "")?;
@@ -88,6 +91,7 @@ impl<'n> HaPair<'n> {
             state_dir: self.dir.join(format!("state-{node}")),
             prefer_active: node == Node::TandemA,
             second_path: SECOND_PATH,
+            detection: self.detection,
         };
         let config = self.configs[node.name()].clone();
         let tandem = self

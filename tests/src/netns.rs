@@ -28,7 +28,7 @@
 mod peers;
 
 pub use peers::{
-    HaOptions, HaStatus, Incident, IncidentStep, NsSipp, NsTandem, SecondPath, HA_PORT,
+    Detection, HaOptions, HaStatus, Incident, IncidentStep, NsSipp, NsTandem, SecondPath, HA_PORT,
 };
 
 use crate::process::{wait_for, ChildGuard};

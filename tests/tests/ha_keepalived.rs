@@ -24,7 +24,9 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tandem_tests::ha_calls::EchoCapture;
 use tandem_tests::keepalived::{keepalived_version, notify_log, tandem_notify, INSTANCE};
-use tandem_tests::netns::{namespaces_left, HaOptions, HaStatus, NsSipp, NsTandem, SecondPath};
+use tandem_tests::netns::{
+    namespaces_left, Detection, HaOptions, HaStatus, NsSipp, NsTandem, SecondPath,
+};
 use tandem_tests::process::{file_tail, wait_for};
 use tandem_tests::sipp::Invites;
 use tandem_tests::{
@@ -101,6 +103,7 @@ impl<'n> Pair<'n> {
             state_dir: self.dir.join(format!("state-{node}")),
             prefer_active: node == Node::TandemA,
             second_path: SecondPath::ServiceAddress,
+            detection: Detection::Patient,
         };
         let config = self.configs[node.name()].clone();
         let tandem = self

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use tandem_tests::ha_calls::{
     echo_server, ms_after, quantile, secs, EchoCapture, HaPair, MediaGaps,
 };
-use tandem_tests::netns::{namespaces_left, NsSipp};
+use tandem_tests::netns::{namespaces_left, Detection, NsSipp};
 use tandem_tests::{workspace_root, Node, Sipp, Topology};
 
 /// Both nodes' relay ports: 2,500 calls (two RTP/RTCP pairs each).
@@ -138,7 +138,7 @@ fn bench(net: &Topology, options: &Options) -> Result<()> {
     let dir = options.dir.as_path();
     let life = Duration::from_secs(u64::from(options.lag_seconds) + 60) + 2 * options.hold();
     let media = echo_server(net, dir, life)?;
-    let mut pair = HaPair::start_with_ports(net, dir, media.addr(), RELAY_PORTS)?;
+    let mut pair = HaPair::start_with(net, dir, media.addr(), RELAY_PORTS, Detection::Defaults)?;
     net.wait_vip_at(Node::Caller, Node::TandemA, secs(5))?;
     println!(
         "topology {}: tandem-a active, tandem-b synced standby (durability sync); logs in {}",

@@ -130,6 +130,7 @@ impl Topology {
     /// The `[ha]` and `[ha.vip]` tables of `node`: named by its node name, replication on
     /// `<replication address>:`[`HA_PORT`] toward the other tandem's, the second path as
     /// `ha.second_path` says (port 5060), the VIP as `/24` on the service interface.
+    /// Failure detection as `ha.detection` says.
     pub fn ha_toml(&self, node: Node, ha: &HaOptions) -> Result<String> {
         let (Some(peer), Some(own)) = (node.peer(), self.replication_addr(node)) else {
             bail!("{node} is not a tandem node");
@@ -142,10 +143,11 @@ impl Topology {
         Ok(format!(
             "[ha]\nnode = \"{node}\"\npeer = \"{peer}\"\nlisten = \"{own}:{HA_PORT}\"\n\
              peer_address = \"{peer_replication}:{HA_PORT}\"\npeer_sip = \"{peer_sip}:5060\"\n\
-             prefer_active = {}\nstate_dir = \"{}\"\n\n[ha.vip]\naddress = \"{}/24\"\n\
+             prefer_active = {}\nstate_dir = \"{}\"\n{}\n[ha.vip]\naddress = \"{}/24\"\n\
              interface = \"{}\"\n",
             ha.prefer_active,
             ha.state_dir.display(),
+            ha.detection.toml(),
             self.vip(),
             super::SERVICE_DEV,
         ))
@@ -377,6 +379,30 @@ pub struct HaOptions {
     pub prefer_active: bool,
     /// Where the standby's second path (`ha.peer_sip`) asks whether the active is alive.
     pub second_path: SecondPath,
+    /// How fast a silent peer counts as dead.
+    pub detection: Detection,
+}
+
+/// How fast a node counts a silent peer as dead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Detection {
+    /// Tandem's defaults (4 missed 50 ms heartbeats, 100 ms for the second path): what
+    /// benches/failover.sh measures, on a quiet machine.
+    Defaults,
+    /// 8 missed heartbeats and 300 ms for the second path. The scenario tests check what happens,
+    /// not how fast; both Tandems share two cores with SIPp callers, an RTP echo server and a
+    /// capture, where a stall of a few hundred milliseconds once made a live active look dead.
+    Patient,
+}
+
+impl Detection {
+    /// Its lines of the `[ha]` table.
+    fn toml(self) -> &'static str {
+        match self {
+            Detection::Defaults => "",
+            Detection::Patient => "misses = 8\nconfirm_timeout = \"300ms\"\n",
+        }
+    }
 }
 
 /// Where a standby's SIP OPTIONS probe (`ha.peer_sip`) goes, and how SIP listens to match.
