@@ -315,6 +315,62 @@ fn cutting_only_the_replication_link_makes_no_second_active() -> Result<()> {
     Ok(())
 }
 
+/// Two actives meet: `tandemctl promote --force` on the standby while the active lives (what a
+/// false takeover also does). The new active (epoch 2) takes the VIP; the old one, no longer
+/// hearing a standby, dials its peer, hears the higher epoch and steps down, and rejoins as its
+/// synced standby. New calls work through the new active.
+#[test]
+fn a_second_active_fences_the_first_and_it_rejoins_as_standby() -> Result<()> {
+    let test = "ha_two_actives";
+    if !ready(test) {
+        return Ok(());
+    }
+    let mut dir = TestDir::new(test)?;
+    with_topology("ha-two", |net| {
+        let media = echo_server(net, dir.path(), ECHO_SERVER_LIFE)?;
+        let mut pair = HaPair::start(net, dir.path(), media.addr())?;
+        let output = pair.tandem(Node::TandemB).ctl(
+            net,
+            &["promote", "--force", "--reason", "test: second active"],
+        )?;
+        ensure!(
+            output.status.success(),
+            "tandemctl promote --force: {}",
+            String::from_utf8_lossy(&output.stdout)
+        );
+        let promoted = Instant::now();
+        pair.wait_roles(Node::TandemB, secs(15))?;
+        let settled = promoted.elapsed();
+        let (a, b) = (pair.status(Node::TandemA)?, pair.status(Node::TandemB)?);
+        ensure!(
+            b.epoch > a.epoch || (a.epoch == b.epoch && a.role == "standby"),
+            "epochs after the meeting: tandem-a {a:?}, tandem-b {b:?}"
+        );
+        let holders = net.vip_holders()?;
+        ensure!(
+            holders == [Node::TandemB],
+            "VIP on {holders:?}\n{}",
+            pair.describe()
+        );
+        report(&format!(
+            "{test}: forced promotion of tandem-b while tandem-a was active: tandem-a stepped down \
+             and rejoined as synced standby {} ms later (epochs a {} / b {})",
+            settled.as_millis(),
+            a.epoch,
+            b.epoch
+        ));
+        pair.print_incidents(test, Node::TandemA);
+        let arriving = arriving_calls(net, dir.path(), "arriving", 10)?;
+        arriving
+            .wait(secs(40))?
+            .check_caller(10)
+            .map_err(anyhow::Error::msg)?;
+        Ok(())
+    })?;
+    dir.passed();
+    Ok(())
+}
+
 /// `tandemctl switchover` on the active while calls run and new ones arrive: the standby takes
 /// the active role (and the VIP), the old active becomes its synced standby, and no call fails.
 #[test]

@@ -39,6 +39,14 @@ impl ServiceAddress {
             "ip",
             &["addr", "replace", &self.cidr(), "dev", &self.interface],
         )?;
+        self.announce();
+        Ok(())
+    }
+
+    /// Gratuitous ARP for the address (IPv4), in the background: every neighbour updates its cache
+    /// to this node's MAC.
+    pub fn announce(&mut self) {
+        self.stop_announcing();
         if self.ip.is_ipv4() {
             // Unsolicited ARP: every neighbour updates its cache to this node's MAC.
             let spawned = Command::new("arping")
@@ -55,7 +63,6 @@ impl ServiceAddress {
                 }
             }
         }
-        Ok(())
     }
 
     /// Removes the address; not having it is fine.

@@ -17,14 +17,20 @@ use tandem_ha::{
     Action, AddressOwner, CallChange, HelloOutcome, Mirror, NodeRole, Outbox, OutboxConfig,
     Progress, Role, RoleConfig, StepName,
 };
-use tandem_proto::replication::v1::{standby_message, ActiveMessage, StandbyMessage};
+use tandem_proto::replication::v1::{
+    active_message, standby_message, ActiveMessage, StandbyMessage,
+};
 use tokio::sync::mpsc;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 /// Messages waiting per direction on the replication stream.
 const LINK_QUEUE: usize = 4096;
 /// Pause before dialling the peer again after the stream closed.
 const REDIAL_AFTER: Duration = Duration::from_millis(200);
+/// An active node without a standby dials its peer this often. If the peer is active too (it
+/// took over while this node was alive but unheard, or was promoted by force), the two hear each
+/// other's heartbeats on that stream and the lower epoch steps down: two actives always meet.
+const PEER_SEARCH_EVERY: Duration = Duration::from_secs(1);
 
 /// The wall clock, for the replication schema's Unix times and the incident timeline.
 pub fn unix_ms() -> u64 {
@@ -45,7 +51,8 @@ pub struct HaNode {
     mirror: Mirror,
     /// Active side: the peer's accepted stream.
     standby_stream: Option<StreamId>,
-    /// Standby side: our stream to the peer is open.
+    /// Our stream to the peer is open (a standby's to its active, or an active's search for a
+    /// second active).
     dialled: bool,
     redial_at: Option<Instant>,
     /// False during a switchover's hand-over: SIP goes unanswered (the next active gets the
@@ -170,8 +177,10 @@ impl HaNode {
         }
         if self.redial_at.is_some_and(|t| t <= at) {
             self.redial_at = None;
-            if self.role.role() == NodeRole::Standby {
-                self.link.dial();
+            match self.role.role() {
+                NodeRole::Standby => self.link.dial(),
+                NodeRole::Active if self.searching_peer() => self.link.dial(),
+                _ => {}
             }
         }
         self.after_core(core);
@@ -198,6 +207,18 @@ impl HaNode {
         match event {
             LinkEvent::StandbyConnected { stream, peer } => {
                 info!(%peer, "peer opened the replication stream");
+                if self.role.role() == NodeRole::Active {
+                    if self.dialled {
+                        // The standby found us: the search for another active is over.
+                        self.link.hang_up();
+                        self.dialled = false;
+                    }
+                    // The peer may have held the service address a moment ago (two actives met
+                    // and it stepped down): neighbours that still send to its MAC learn ours.
+                    if let Some(address) = &mut self.address {
+                        address.announce();
+                    }
+                }
                 if let Some(old) = self.standby_stream.replace(stream) {
                     self.link.close_standby(old);
                     if let Some(outbox) = &mut self.outbox {
@@ -222,11 +243,22 @@ impl HaNode {
                     }
                 }
             }
-            // Late events of a stream this node already hung up (it became active) are ignored.
-            LinkEvent::ActiveConnected | LinkEvent::FromActive(_)
-                if self.role.role() == NodeRole::Active =>
-            {
-                self.link.hang_up();
+            // An active node reached its peer while looking for another active (no Hello: it is
+            // no standby); with a standby connected, the stream has no use.
+            LinkEvent::ActiveConnected if self.role.role() == NodeRole::Active => {
+                if self.searching_peer() {
+                    self.dialled = true;
+                    debug!("reached the peer while active: comparing epochs");
+                } else {
+                    self.link.hang_up();
+                }
+            }
+            // On that stream only the peer's heartbeats count: an active peer with a higher epoch
+            // fences this node (the role machine steps down).
+            LinkEvent::FromActive(msg) if self.role.role() == NodeRole::Active => {
+                if let Some(active_message::Kind::Heartbeat(heartbeat)) = &msg.kind {
+                    self.role.handle_heartbeat(at, heartbeat);
+                }
             }
             LinkEvent::ActiveConnected => {
                 self.dialled = true;
@@ -327,6 +359,10 @@ impl HaNode {
             }
             None => while core.poll_replication_view(|_, _| ()).is_some() {},
         }
+        if self.role.role() == NodeRole::Active && self.searching_peer() && self.redial_at.is_none()
+        {
+            self.redial_at = Some(at + PEER_SEARCH_EVERY);
+        }
         if let Some(outbox) = &mut self.outbox {
             if let Some(seq) = core.awaited_replication() {
                 outbox.send_through(seq);
@@ -372,6 +408,12 @@ impl HaNode {
         while let Some(action) = self.role.poll_action() {
             self.carry_out(core, action);
         }
+    }
+
+    /// Active, with no standby connected and no stream of its own to the peer: it looks for the
+    /// peer (see [`PEER_SEARCH_EVERY`]).
+    fn searching_peer(&self) -> bool {
+        self.standby_stream.is_none() && !self.dialled
     }
 
     fn carry_out(&mut self, core: &mut Core, action: Action) {
