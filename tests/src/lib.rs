@@ -32,7 +32,7 @@ pub use media::{MediaPath, RelayedRtp};
 pub use netns::{LossMethod, Node, NsSipp, NsTandem, Topology};
 pub use ports::{free_media_range, free_port, free_port_block};
 pub use sipp::{Sipp, SippOutcome, SippProcess};
-pub use tandem::{MediaConfig, MediaServer, Tandem, TandemConfig};
+pub use tandem::{verdict, MediaConfig, MediaServer, Tandem, TandemConfig};
 pub use workdir::{need_root, need_tool, scenario_path, skip, workspace_root, TestDir};
 
 use std::fmt;

@@ -5,7 +5,7 @@
 use crate::ports::{free_media_range, free_port};
 use crate::process::{wait_for, ChildGuard};
 use crate::sip_ping::ping;
-use crate::workdir::workspace_root;
+use crate::workdir::{workspace_root, TestDir};
 use crate::{IpFamily, Transport};
 use anyhow::{bail, Context, Result};
 use std::io::{Read, Write};
@@ -316,6 +316,20 @@ pub fn http_get(addr: SocketAddr, path: &str) -> Result<String> {
         );
     }
     Ok(body.to_owned())
+}
+
+/// The failures of a test, turned into its error with every log's place.
+pub fn verdict(mut dir: TestDir, failures: Vec<String>, tandem: Option<&mut Tandem>) -> Result<()> {
+    if failures.is_empty() {
+        dir.passed();
+        return Ok(());
+    }
+    bail!(
+        "all logs under {}\n  - {}\n  - {}",
+        dir.path().display(),
+        failures.join("\n  - "),
+        tandem.map_or("Tandem did not start".to_owned(), |t| t.describe())
+    )
 }
 
 #[cfg(test)]

@@ -5,10 +5,10 @@
 //!
 //! Needs sipp.
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use std::time::{Duration, Instant};
 use tandem_tests::sipp::Invites;
-use tandem_tests::{need_tool, Sipp, Tandem, TandemConfig, TestDir, Transport};
+use tandem_tests::{need_tool, verdict, Sipp, Tandem, TandemConfig, TestDir, Transport};
 
 /// The caller (uac_server_bye.xml: it waits for a BYE) calls through Tandem to `server_scenario`,
 /// which answers and waits for a BYE too. Passes when both ends completed the call, it lasted
@@ -23,7 +23,7 @@ fn call_ended_by_tandem(
     if !need_tool(test, "sipp") {
         return Ok(());
     }
-    let mut dir = TestDir::new(test)?;
+    let dir = TestDir::new(test)?;
     let server = Sipp::uas("ms1", server_scenario)
         .timeout(Duration::from_secs(60))
         .spawn(dir.path())?;
@@ -50,16 +50,7 @@ fn call_ended_by_tandem(
         Some(1.0) => {}
         other => failures.push(format!("{metric} is {other:?}, expected 1")),
     }
-    if failures.is_empty() {
-        dir.passed();
-        return Ok(());
-    }
-    bail!(
-        "all logs under {}\n  - {}\n  - {}",
-        dir.path().display(),
-        failures.join("\n  - "),
-        tandem.describe()
-    )
+    verdict(dir, failures, Some(&mut tandem))
 }
 
 /// `sip.max_call_duration = 2s`: the answered call is ended with a BYE to the caller and one to the

@@ -12,8 +12,9 @@ use std::time::{Duration, Instant};
 use tandem_tests::media::sdp_mismatch;
 use tandem_tests::sipp::Invites;
 use tandem_tests::{
-    free_media_range, free_port, need_root, need_tool, Kamailio, KamailioConfig, MediaPath,
-    RtpCapture, RtpFlows, Sipp, SippOutcome, SippProcess, Tandem, TandemConfig, TestDir, Transport,
+    free_media_range, free_port, need_root, need_tool, verdict, Kamailio, KamailioConfig,
+    MediaPath, RtpCapture, RtpFlows, Sipp, SippOutcome, SippProcess, Tandem, TandemConfig, TestDir,
+    Transport,
 };
 
 /// Packets in /usr/share/sip-tester/g711a.pcap, which uac_echo.xml plays.
@@ -34,20 +35,6 @@ fn echo_server(transport: Transport, dir: &TestDir) -> Result<SippProcess> {
 
 fn single(port: u16) -> RangeInclusive<u16> {
     port..=port
-}
-
-/// The failures of a test, turned into its error with every log's place.
-fn verdict(mut dir: TestDir, failures: Vec<String>, tandem: Option<&mut Tandem>) -> Result<()> {
-    if failures.is_empty() {
-        dir.passed();
-        return Ok(());
-    }
-    bail!(
-        "all logs under {}\n  - {}\n  - {}",
-        dir.path().display(),
-        failures.join("\n  - "),
-        tandem.map_or("Tandem did not start".to_owned(), |t| t.describe())
-    )
 }
 
 /// One echo call: how both SIPp ends finished and the RTP captured on the three parties' ports.

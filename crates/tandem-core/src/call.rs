@@ -107,6 +107,45 @@ pub struct CallTimes {
     pub max_duration: Option<Duration>,
 }
 
+impl CallTimes {
+    /// The deadlines the call has, each with what it is.
+    pub fn deadlines(&self) -> impl Iterator<Item = (Duration, CallDeadline)> {
+        [
+            (self.session_expires, CallDeadline::SessionExpiry),
+            (self.max_duration, CallDeadline::MaxDuration),
+        ]
+        .into_iter()
+        .filter_map(|(offset, kind)| Some((offset?, kind)))
+    }
+}
+
+/// A deadline that ends an answered call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum CallDeadline {
+    /// The session timer (RFC 4028) runs out without a refresh.
+    SessionExpiry,
+    /// The maximum call duration.
+    MaxDuration,
+}
+
+impl CallDeadline {
+    /// What it is called where it is still ahead (the admin views).
+    pub fn name(self) -> &'static str {
+        match self {
+            CallDeadline::SessionExpiry => "session-expires",
+            CallDeadline::MaxDuration => "max-duration",
+        }
+    }
+
+    /// The reason of a call it ended (`CallEvent::CallEnded`).
+    pub fn end_reason(self) -> &'static str {
+        match self {
+            CallDeadline::SessionExpiry => "session-expired",
+            CallDeadline::MaxDuration => "max-duration",
+        }
+    }
+}
+
 /// One call.
 #[derive(Debug)]
 pub struct Call {

@@ -149,16 +149,19 @@ fn a_session_interval_that_is_not_a_number_is_ignored() {
     assert_eq!(net.core.active_calls(), 1);
 }
 
-#[test]
-fn the_maximum_duration_ends_an_answered_call_whatever_it_does() {
-    let mut net = Net::with_config(|c| c.max_call_duration = Some(600 * SECOND));
-    // Ringing for 5 s does not count: the limit runs from the answer.
-    net.caller_sends(&invite("lt5@caller", "z9hG4bKlt5", 70));
+/// The caller's INVITE `call_id` rings on ms1; returns ms1's INVITE.
+fn ring(net: &mut Net, call_id: &str) -> Message {
+    net.caller_sends(&invite(call_id, "z9hG4bKring", 70));
     let sent = net.drain();
     let srv_invite = request_to(&sent, MS1, Method::Invite).clone();
     net.server_sends(MS1, answer(&srv_invite, 180, "Ringing", false));
-    net.advance(5 * SECOND);
-    net.server_sends(MS1, ok_with_timer(&srv_invite, Some("1800")));
+    net.drain();
+    srv_invite
+}
+
+/// ms1 answers `srv_invite` (with `session_expires`) and the caller acknowledges.
+fn answer_rung(net: &mut Net, call_id: &str, srv_invite: &Message, session_expires: Option<&str>) {
+    net.server_sends(MS1, ok_with_timer(srv_invite, session_expires));
     let sent = net.drain();
     let ok = only_to(&sent, CALLER)
         .into_iter()
@@ -166,8 +169,17 @@ fn the_maximum_duration_ends_an_answered_call_whatever_it_does() {
         .unwrap()
         .clone();
     let tag = ok.to_hdr().tag().unwrap().to_owned();
-    net.caller_sends(&in_dialog("ACK", "lt5@caller", "z9hG4bKlt5ack", &tag, 1));
+    net.caller_sends(&in_dialog("ACK", call_id, "z9hG4bKack", &tag, 1));
     net.drain();
+}
+
+#[test]
+fn the_maximum_duration_ends_an_answered_call_whatever_it_does() {
+    let mut net = Net::with_config(|c| c.max_call_duration = Some(600 * SECOND));
+    // Ringing for 5 s does not count: the limit runs from the answer.
+    let srv_invite = ring(&mut net, "lt5@caller");
+    net.advance(5 * SECOND);
+    answer_rung(&mut net, "lt5@caller", &srv_invite, Some("1800"));
     net.events();
 
     net.advance(599 * SECOND);
@@ -282,16 +294,12 @@ fn an_ended_call_leaves_no_deadline_behind() {
 #[test]
 fn the_admin_view_shows_talk_time_and_what_ends_the_call_first() {
     let mut net = Net::with_config(|c| c.max_call_duration = Some(600 * SECOND));
-    net.caller_sends(&invite("lt10@caller", "z9hG4bKlt10", 70));
-    let sent = net.drain();
-    let srv_invite = request_to(&sent, MS1, Method::Invite).clone();
-    net.server_sends(MS1, answer(&srv_invite, 180, "Ringing", false));
+    let srv_invite = ring(&mut net, "lt10@caller");
     net.advance(4 * SECOND);
     let ringing = net.core.call_overview(net.now, "lt10@caller").unwrap();
     assert_eq!((ringing.talk_time(), ringing.ends_in()), (None, None));
 
-    net.server_sends(MS1, ok_with_timer(&srv_invite, Some("90")));
-    net.drain();
+    answer_rung(&mut net, "lt10@caller", &srv_invite, Some("90"));
     net.advance(10 * SECOND);
     let call = net.core.call_overview(net.now, "lt10@caller").unwrap();
     assert_eq!(call.talk_time(), Some(10 * SECOND));

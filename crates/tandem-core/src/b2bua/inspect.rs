@@ -32,13 +32,10 @@ impl CallOverview {
     /// How long until Tandem ends the call itself, and why ("session-expires" or
     /// "max-duration"): the earlier of its deadlines, if it has any.
     pub fn ends_in(&self) -> Option<(Duration, &'static str)> {
-        [
-            (self.times.session_expires, "session-expires"),
-            (self.times.max_duration, "max-duration"),
-        ]
-        .into_iter()
-        .filter_map(|(deadline, why)| Some((deadline?.saturating_sub(self.age), why)))
-        .min_by_key(|(left, _)| *left)
+        self.times
+            .deadlines()
+            .map(|(deadline, kind)| (deadline.saturating_sub(self.age), kind.name()))
+            .min_by_key(|(left, _)| *left)
     }
 }
 

@@ -5,7 +5,7 @@
 //! replicated record: a standby that takes over keeps them.
 
 use super::Core;
-use crate::call::{Call, CallKey, CallState};
+use crate::call::{Call, CallDeadline, CallKey, CallState};
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 use tandem_sip::{HeaderName, Message};
@@ -68,27 +68,15 @@ impl Core {
                 continue; // a BYE is under way already
             }
             let call_id = call.caller.call_id.clone();
-            let reason = match kind {
-                Deadline::SessionExpiry => {
-                    self.metrics.calls_session_expired += 1;
-                    "session-expired"
-                }
-                Deadline::MaxDuration => {
-                    self.metrics.calls_max_duration += 1;
-                    "max-duration"
-                }
-            };
+            match kind {
+                CallDeadline::SessionExpiry => self.metrics.calls_session_expired += 1,
+                CallDeadline::MaxDuration => self.metrics.calls_max_duration += 1,
+            }
+            let reason = kind.end_reason();
             tracing::info!(%call_id, reason, "ending the call");
             self.hang_up_both(now, key, reason);
         }
     }
-}
-
-/// Which deadline of a call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub(super) enum Deadline {
-    SessionExpiry,
-    MaxDuration,
 }
 
 /// The deadlines of every answered call, in time order. Unlike the short set-up timers, these run
@@ -96,7 +84,7 @@ pub(super) enum Deadline {
 /// live call.
 #[derive(Debug, Default)]
 pub(super) struct CallDeadlines {
-    queue: BTreeSet<(Instant, CallKey, Deadline)>,
+    queue: BTreeSet<(Instant, CallKey, CallDeadline)>,
 }
 
 impl CallDeadlines {
@@ -123,7 +111,7 @@ impl CallDeadlines {
         self.queue.first().map(|(when, ..)| *when)
     }
 
-    fn pop_due(&mut self, now: Instant) -> Option<(CallKey, Deadline)> {
+    fn pop_due(&mut self, now: Instant) -> Option<(CallKey, CallDeadline)> {
         let (when, ..) = self.queue.first()?;
         if *when > now {
             return None;
@@ -137,11 +125,8 @@ impl CallDeadlines {
 }
 
 /// `call`'s deadlines as instants.
-fn deadlines(call: &Call) -> impl Iterator<Item = (Instant, Deadline)> + '_ {
-    [
-        (call.times.session_expires, Deadline::SessionExpiry),
-        (call.times.max_duration, Deadline::MaxDuration),
-    ]
-    .into_iter()
-    .filter_map(|(offset, kind)| Some((call.created.checked_add(offset?)?, kind)))
+fn deadlines(call: &Call) -> impl Iterator<Item = (Instant, CallDeadline)> + '_ {
+    call.times
+        .deadlines()
+        .filter_map(|(offset, kind)| Some((call.created.checked_add(offset)?, kind)))
 }

@@ -34,7 +34,6 @@ impl ServiceAddress {
 
     /// Adds the address (idempotent) and announces it. The announcement runs in the background.
     pub fn take(&mut self) -> Result<(), String> {
-        self.stop_announcing();
         run(
             "ip",
             &["addr", "replace", &self.cidr(), "dev", &self.interface],
