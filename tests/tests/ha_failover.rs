@@ -100,6 +100,15 @@ fn kill_9_of_the_active_keeps_every_call() -> Result<()> {
         let capture = EchoCapture::start(net, dir.path(), "echo", media_port)?;
         pair.wait_calls(u64::from(CALLS), secs(30))?;
         capture.wait_calls(CALLS as usize, secs(10))?;
+        // The standby's own probes would leave from the VIP and their answers reach tandem-a:
+        // it shows the active's verdict instead (up), not a server it cannot hear.
+        let standby_sees = pair
+            .tandem(Node::TandemB)
+            .metric(net, "tandem_media_server_up")?;
+        ensure!(
+            standby_sees == Some(1.0),
+            "the standby shows the media server up = {standby_sees:?}"
+        );
 
         let kill = pair.kill(Node::TandemA)?;
         let killed = Instant::now();

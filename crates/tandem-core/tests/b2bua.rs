@@ -566,3 +566,94 @@ fn with_every_server_down_a_new_call_gets_503_at_once() {
     assert_eq!(net.core.active_calls(), 0);
     assert!(net.core.server_health().iter().all(|h| h.active_calls == 0));
 }
+
+/// The OPTIONS probes Tandem sent in `sent`.
+fn probes(sent: &[(std::net::SocketAddr, tandem_sip::Message)]) -> Vec<&tandem_sip::Message> {
+    sent.iter()
+        .filter(|(_, m)| m.method() == Some(&Method::Options))
+        .map(|(_, m)| m)
+        .collect()
+}
+
+#[test]
+fn a_standby_sends_no_probes_and_shows_the_health_it_is_given() {
+    let mut net = Net::with_probe_interval(Duration::from_secs(1));
+    net.core.set_probing(net.now, false);
+    for _ in 0..6 {
+        net.advance(Duration::from_millis(500));
+        assert!(probes(&net.drain()).is_empty(), "a standby probes nobody");
+    }
+    // Unanswered probes would have taken both servers down by now; nothing changed.
+    assert!(net.core.server_health().iter().all(|h| h.up));
+    assert!(net.events().is_empty());
+    net.core.adopt_server_health(&[
+        ("ms1".to_owned(), false),
+        ("ms9".to_owned(), false), // not configured here: ignored
+    ]);
+    let health = net.core.server_health();
+    assert_eq!(
+        health.iter().map(|h| h.up).collect::<Vec<_>>(),
+        vec![false, true]
+    );
+    assert!(
+        net.events().is_empty(),
+        "taken verdicts are not this node's news"
+    );
+}
+
+#[test]
+fn probes_stopped_midway_count_for_nothing_and_resume_at_once() {
+    let mut net = Net::with_probe_interval(Duration::from_secs(1));
+    // The start's probes fail unanswered (one failure each); the next ones are under way.
+    net.advance(Duration::from_secs(1));
+    let second = net.drain();
+    net.core.set_probing(net.now, false);
+    // ms1's refusal of the probes under way would be its second failure in a row and take it
+    // down, had it counted; the missing answers do not count either.
+    let to_ms1: Vec<_> = second
+        .iter()
+        .filter(|(to, m)| *to == addr(MS1) && m.method() == Some(&Method::Options))
+        .map(|(_, m)| m.clone())
+        .collect();
+    assert!(!to_ms1.is_empty(), "{second:?}");
+    for probe in &to_ms1 {
+        net.server_sends(MS1, answer(probe, 503, "Busy", false));
+    }
+    for _ in 0..6 {
+        net.advance(Duration::from_millis(500));
+        net.drain();
+    }
+    assert!(net.core.server_health().iter().all(|h| h.up));
+    net.core.adopt_server_health(&[("ms2".to_owned(), false)]);
+
+    // Probing again (the node became active): every server at once, and the answers count (two
+    // in a row bring a server up).
+    net.core.set_probing(net.now, true);
+    net.advance(Duration::from_millis(1));
+    for round in 0..2 {
+        if round > 0 {
+            net.advance(Duration::from_secs(1));
+        }
+        let sent = net.drain();
+        let mut probed = Vec::new();
+        for (to, msg) in &sent {
+            if msg.method() == Some(&Method::Options) {
+                let server = if *to == addr(MS1) { MS1 } else { MS2 };
+                net.server_sends(server, answer(msg, 200, "OK", false));
+                probed.push(server);
+            }
+        }
+        probed.sort_unstable();
+        probed.dedup();
+        assert_eq!(probed, vec![MS1, MS2], "round {round}: {sent:?}");
+    }
+    let events = net.events();
+    assert!(
+        events.contains(&CallEvent::ServerHealthChanged {
+            server: "ms2".into(),
+            up: true
+        }),
+        "{events:?}"
+    );
+    assert!(net.core.server_health().iter().all(|h| h.up));
+}

@@ -128,6 +128,8 @@ pub struct Mirror {
     /// Keys of the calls added, changed or removed in the current state since the last
     /// `take_call_changes` (may repeat).
     changed: Vec<u64>,
+    /// The media servers' health changed since the last `take_server_changes`.
+    servers_changed: bool,
 }
 
 /// A call of the mirror that changed, for the standby's relay ([`Mirror::take_call_changes`]).
@@ -228,6 +230,7 @@ impl Mirror {
                     "mirror loaded a snapshot"
                 );
                 self.current = complete;
+                self.servers_changed = true;
             }
             self.state = MirrorState::Synced;
             self.ack_due = true;
@@ -272,7 +275,10 @@ impl Mirror {
                 self.current.calls.remove(&removed.key);
                 self.changed.push(removed.key);
             }
-            Some(Change::Server(server)) => self.current.apply_server(&server.name, server.up),
+            Some(Change::Server(server)) => {
+                self.current.apply_server(&server.name, server.up);
+                self.servers_changed = true;
+            }
             // Registrations and agents are not mirrored yet; their sequence numbers still count.
             Some(Change::Registration(_) | Change::RegistrationRemoved(_) | Change::Agent(_))
             | None => {}
@@ -330,6 +336,12 @@ impl Mirror {
                 None => CallChange::Gone(key),
             })
             .collect()
+    }
+
+    /// The media servers' health as the active node sees it, when it changed since the last call
+    /// (a snapshot loaded, or a delta changed a server).
+    pub fn take_server_changes(&mut self) -> Option<&[(String, bool)]> {
+        std::mem::take(&mut self.servers_changed).then_some(self.current.servers.as_slice())
     }
 
     /// Forgets the changes noted so far (a standby without a relay has no use for them).

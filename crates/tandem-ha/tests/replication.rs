@@ -303,3 +303,37 @@ fn the_mirror_tells_each_call_change_once_for_the_standby_relay() {
     net.node_mut("b").mirror.discard_call_changes();
     assert!(net.node_mut("b").mirror.take_call_changes(now).is_empty());
 }
+
+#[test]
+fn the_mirror_tells_the_media_servers_health_when_it_changes() {
+    let mut net = pair_with_calls(OutboxConfig::default(), 1);
+    let first = net
+        .node_mut("b")
+        .mirror
+        .take_server_changes()
+        .map(<[_]>::to_vec);
+    assert_eq!(
+        first,
+        Some(vec![("ms1".to_owned(), true), ("ms2".to_owned(), true)]),
+        "the snapshot's verdicts"
+    );
+    assert_eq!(net.node_mut("b").mirror.take_server_changes(), None);
+
+    // A call changing tells nothing about the servers; a server going down does.
+    let now = net.unix_ms();
+    let key = net.node("a").core.keys()[0];
+    net.node_mut("a").core.update_call(key, now);
+    assert!(net.run_until(Duration::from_secs(2), Net::mirror_matches));
+    assert_eq!(net.node_mut("b").mirror.take_server_changes(), None);
+    net.node_mut("a").core.server_health("ms2", false);
+    assert!(net.run_until(Duration::from_secs(2), Net::mirror_matches));
+    let next = net
+        .node_mut("b")
+        .mirror
+        .take_server_changes()
+        .map(<[_]>::to_vec);
+    assert_eq!(
+        next,
+        Some(vec![("ms1".to_owned(), true), ("ms2".to_owned(), false)])
+    );
+}

@@ -137,7 +137,7 @@ pub async fn run(
         .admin_addr()
         .context("admin socket has no local address")?;
     let advertised = config.advertised(sip_addr);
-    let core = Core::new(config.core_config(advertised), now());
+    let mut core = Core::new(config.core_config(advertised), now());
     let (media_events_tx, media_events) = mpsc::unbounded_channel();
     let relay = match (&config.media, config.media_address(advertised)) {
         (Some(media), Some(address)) => {
@@ -170,6 +170,11 @@ pub async fn run(
         ),
         None => None,
     };
+    if ha.is_some() {
+        // The node starts as standby: the active node probes the media servers, this one shows
+        // what the active sees (Core::set_probing).
+        core.set_probing(now(), false);
+    }
 
     let (inbound_tx, inbound) = mpsc::channel(INBOUND_QUEUE);
     let (admin_tx, admin_requests) = mpsc::channel(ADMIN_QUEUE);

@@ -143,6 +143,8 @@ pub struct Core {
     replication: replica::Replication,
     metrics: Metrics,
     draining: bool,
+    /// Whether this node probes the media servers itself ([`Core::set_probing`]).
+    probing: bool,
 }
 
 impl Core {
@@ -167,6 +169,7 @@ impl Core {
             replication: replica::Replication::new(),
             metrics: Metrics::default(),
             draining: false,
+            probing: true,
             config,
         }
     }
@@ -405,7 +408,7 @@ impl Core {
                 from_side,
                 origin,
             } => self.on_relayed_timeout(now, call, from_side, origin),
-            TxRole::Probe { server } => self.on_probe_failed(tx, server),
+            TxRole::Probe { server } => self.on_probe_failed(now, tx, server),
             TxRole::Abandoned { .. }
             | TxRole::Answered { .. }
             | TxRole::Own

@@ -335,6 +335,23 @@ impl TransactionLayer {
         self.tidy();
     }
 
+    /// The TU no longer wants non-INVITE client transaction `tx`'s outcome (a health probe of a
+    /// node that stopped probing): it ends at once, sends nothing more and reports nothing besides
+    /// [`TxEvent::Terminated`]; a response that comes later matches nothing. INVITE and server
+    /// transactions are left alone (an INVITE is ended with CANCEL, [`TransactionLayer::cancel`]).
+    pub fn abandon_client(&mut self, now: Instant, tx: TxId) {
+        let Some(t) = self.txs.get_mut(tx) else {
+            return;
+        };
+        if t.kind != Kind::ClientNonInvite {
+            return;
+        }
+        let before = t.state;
+        t.terminate();
+        self.settle(now, tx, before);
+        self.tidy();
+    }
+
     /// Fires every timer due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
         while let Some((at, id, slot)) = self.out.timers.pop_due(now) {

@@ -186,3 +186,33 @@ fn a_request_given_as_bytes_is_keyed_by_a_peek_and_parsed_only_on_demand() {
         Some((Kind::ClientNonInvite, true))
     );
 }
+
+#[test]
+fn an_abandoned_client_transaction_sends_nothing_more_and_leaves_nothing_behind() {
+    let t0 = Instant::now();
+    let mut layer = TransactionLayer::new(Timers::default());
+    let options = request(&Method::Options, "z9hG4bK-gone", "gone@10.0.0.1", 1, &[]);
+    let tx = layer.start_client(t0, options.clone(), dest());
+    assert!(layer.poll_transmit().is_some(), "the first transmission");
+    let invite = request(&Method::Invite, "z9hG4bK-stays", "stays@10.0.0.1", 1, &[]);
+    let kept = layer.start_client(t0, invite.clone(), dest());
+    while layer.poll_transmit().is_some() {}
+
+    layer.abandon_client(t0, tx);
+    layer.abandon_client(t0, kept); // an INVITE is not abandoned this way
+    layer.abandon_client(t0, tx); // nor twice
+    assert_eq!(layer.len(), 1);
+    let events: Vec<_> = std::iter::from_fn(|| layer.poll_event()).collect();
+    assert_eq!(events, vec![TxEvent::Terminated { tx }]);
+    // Timer E would have retransmitted the OPTIONS at 500 ms: only the INVITE's timer A fires.
+    layer.handle_timeout(t0 + Duration::from_secs(1));
+    let sent: Vec<_> = std::iter::from_fn(|| layer.poll_transmit()).collect();
+    assert!(sent
+        .iter()
+        .all(|t| !String::from_utf8_lossy(&t.payload).starts_with("OPTIONS")));
+    // Its late answer matches nothing.
+    let late = layer.handle_incoming(t0, response(&options, 200), dest());
+    assert!(matches!(late, Incoming::StrayResponse { .. }), "{late:?}");
+    assert!(layer.client_dests.values().all(|ids| !ids.contains(&tx)));
+    assert_heap_bounded(&layer);
+}

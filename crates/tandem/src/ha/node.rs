@@ -347,6 +347,11 @@ impl HaNode {
         } else {
             self.mirror.discard_call_changes();
         }
+        // A standby does not probe the media servers (Core::set_probing): it shows the active's
+        // verdicts.
+        if let Some(servers) = self.mirror.take_server_changes() {
+            core.adopt_server_health(servers);
+        }
         match &mut self.outbox {
             Some(outbox) => {
                 while let Some(pushed) = core
@@ -452,6 +457,7 @@ impl HaNode {
     fn become_active(&mut self, core: &mut Core, at: Instant, epoch: u64) {
         let snapshot = self.mirror.to_snapshot(unix_ms());
         let restored = core.restore(at, snapshot);
+        core.set_probing(at, true);
         info!(epoch, restored, "this node is now active");
         if let Some(address) = &mut self.address {
             match address.take() {
@@ -512,9 +518,10 @@ impl HaNode {
             .record_step(now(), StepName::AddressTaken, detail, 0);
     }
 
-    fn become_standby(&mut self, core: &mut Core, _at: Instant, epoch: u64) {
+    fn become_standby(&mut self, core: &mut Core, at: Instant, epoch: u64) {
         self.accepting = false;
         let dropped = core.drop_all_calls();
+        core.set_probing(at, false);
         core.set_durability(now(), Durability::Off);
         self.outbox = None;
         self.mirror.reset();
