@@ -15,7 +15,8 @@
 #   no ramps, N interleaved rounds of every setup at PAIR_RATE, 6000, and each setup's mean CPU per
 #   call and capacity against the first setup: the steadier estimate of the cps ratio), PIN (1: the active
 #   proxy alone on the last CPU, its standby and both SIPp ends on the others), PEER_NICE (the
-#   standby's nice value, -10: it outranks SIPp on their shared CPU), BENCH_PORT_BASE
+#   standby's nice value, -10: it outranks SIPp on their shared CPU), HA_SETTINGS (more lines for
+#   both Tandems' [ha] section, e.g. 'sync_batch = "0ms"'), BENCH_PORT_BASE
 #   (62000), BENCH_DIR (target/ha-cps), TANDEM_BIN, TANDEMCTL_BIN.
 #
 # What it does, per setup: SIPp caller (tests/scenarios/uac_load.xml: INVITE, 200, ACK, 1 s call,
@@ -238,6 +239,7 @@ prefer_active = $prefer
 durability = "$durability"
 sync_wait = "$SYNC_WAIT"
 state_dir = "$dir/state"
+${HA_SETTINGS:-}
 EOF
   launch_tandem "$dir" "$cpus"
 }
