@@ -6,7 +6,8 @@
 #   benches/rtp-load.sh                     # builds Tandem and tandem-rtpload in release first
 #   STEP_SECONDS=5 SAT_RATES=50,90,130 BACKENDS="rtpengine tandem" SKIP_BUILD=1 benches/rtp-load.sh
 # Other knobs: CALL_SETS ("500 2000"), SAT_CALLS (500), SHARDS (Tandem relay threads, 1), TANDEM_IO
-# (media.io: io_uring or epoll; default io_uring),
+# (media.io: io_uring or epoll; default io_uring), BATCH_WAIT (media.batch_wait, 1ms; 0ms: a busy
+# shard relays each datagram at once as before),
 # RTPE_THREADS (rtpengine --num-threads, 1), PIN (1: relay on the last CPU, generator on CPU 0),
 # ALLOC_PROBE (1: count malloc/calloc/realloc and GLib g_slice allocations per packet with perf
 # uprobes in a run of their own; mounts tracefs if needed and removes its probes after),
@@ -100,6 +101,7 @@ STEP_SECONDS=${STEP_SECONDS:-10}
 BACKENDS=${BACKENDS:-"none rtpengine tandem"}
 SHARDS=${SHARDS:-1}
 TANDEM_IO=${TANDEM_IO:-io_uring}
+BATCH_WAIT=${BATCH_WAIT:-1ms}
 RTPE_THREADS=${RTPE_THREADS:-1}
 ALLOC_PROBE=${ALLOC_PROBE:-1}
 PIN=${PIN:-1}
@@ -187,6 +189,7 @@ port_max = ${TANDEM_PORTS[1]}
 inactivity_timeout = "0s"
 shards = $SHARDS
 io = "$TANDEM_IO"
+batch_wait = "$BATCH_WAIT"
 EOF
   cat <<EOF
 [log]
@@ -387,7 +390,7 @@ ALLOC_OK=""
 alloc_probe_setup && ALLOC_OK=1
 
 log "rtp-load: $(date -u +%FT%TZ), $(nproc) CPUs ($(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)), kernel $(uname -r), load average $(cut -d' ' -f1-3 /proc/loadavg)"
-log "  $(rtpengine --version 2>&1 | head -1) (--num-threads=$RTPE_THREADS, userspace); Tandem shards=$SHARDS, io=$TANDEM_IO;" \
+log "  $(rtpengine --version 2>&1 | head -1) (--num-threads=$RTPE_THREADS, userspace); Tandem shards=$SHARDS, io=$TANDEM_IO, batch_wait=$BATCH_WAIT;" \
   "$STEP_SECONDS s per step; 172-byte RTP; pinned: ${ON_RELAY_CPU:-no} (relay); calls: $CALL_SETS at 50 pps each way; saturation: $SAT_CALLS calls at $SAT_RATES pps"
 log "  latency = generator send -> relay send (kernel rx timestamps); cpu = relay utime+stime per packet relayed"
 header

@@ -86,6 +86,8 @@ pub(crate) struct Shard {
     serving: Vec<Token>,
     next_check: Instant,
     io_backend: RelayIo,
+    /// `RelayConfig::batch_wait`.
+    batch_wait: Duration,
 }
 
 impl Shard {
@@ -123,6 +125,7 @@ impl Shard {
             serving: Vec::with_capacity(EVENTS),
             next_check: Instant::now(),
             io_backend: config.io,
+            batch_wait: config.batch_wait,
         }
     }
 

@@ -459,13 +459,25 @@ impl Ring {
 
     /// Submits what is queued and waits for a completion, `timeout` at most (`None`: no limit).
     pub(crate) fn submit_and_wait(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        self.submit_and_wait_for(1, timeout)
+    }
+
+    /// Submits what is queued and waits until `count` completions came besides those of the
+    /// sends in flight (which mostly complete within the submission), `timeout` at most.
+    pub(crate) fn submit_and_gather(&mut self, count: usize, timeout: Duration) -> io::Result<()> {
+        self.submit_and_wait_for(self.sending + count, Some(timeout))
+    }
+
+    /// Submits what is queued and waits until `want` completions are queued (the caller took the
+    /// earlier ones), `timeout` at most.
+    fn submit_and_wait_for(&mut self, want: usize, timeout: Option<Duration>) -> io::Result<()> {
         self.publish();
         let result = match timeout {
-            None => self.ring.submit_and_wait(1),
+            None => self.ring.submit_and_wait(want),
             Some(timeout) => {
                 let timespec = types::Timespec::from(timeout);
                 let args = types::SubmitArgs::new().timespec(&timespec);
-                self.ring.submitter().submit_with_args(1, &args)
+                self.ring.submitter().submit_with_args(want, &args)
             }
         };
         match result {

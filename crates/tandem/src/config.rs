@@ -167,6 +167,8 @@ pub struct MediaSettings {
     pub shards: usize,
     /// `media.io`.
     pub io: RelayIo,
+    /// `media.batch_wait`.
+    pub batch_wait: Duration,
     /// `media.latch_any_ip`.
     pub latch_any_ip: bool,
 }
@@ -411,6 +413,7 @@ fn check_media(media: &file::MediaTable) -> Result<Option<MediaSettings>, Config
         inactivity_timeout: (!timeout.is_zero()).then_some(timeout),
         shards: media.shards,
         io,
+        batch_wait: duration("media.batch_wait", &media.batch_wait)?,
         latch_any_ip: media.latch_any_ip,
     }))
 }

@@ -152,6 +152,7 @@ pub async fn run(
                 inactivity_timeout: media.inactivity_timeout,
                 batch: RELAY_BATCH,
                 io: media.io,
+                batch_wait: media.batch_wait,
             };
             let sink = move |event| {
                 let _ = media_events_tx.send(event);

@@ -355,6 +355,7 @@ fn media_anchoring_is_on_by_default_on_the_sip_ip() {
     assert_eq!(media.inactivity_timeout, Some(Duration::from_secs(60)));
     assert!(!media.latch_any_ip);
     assert_eq!(media.io, RelayIo::IoUring);
+    assert_eq!(media.batch_wait, Duration::from_millis(1));
     let advertised = addr("192.0.2.7:5060");
     assert_eq!(
         config.media_address(advertised),
@@ -371,7 +372,8 @@ fn media_anchoring_is_on_by_default_on_the_sip_ip() {
 fn media_keys_are_read_and_checked() {
     let text = format!(
         "[media]\naddress = \"10.1.1.1\"\nport_min = 40000\nport_max = 40099\n\
-         inactivity_timeout = \"0s\"\nshards = 3\nlatch_any_ip = true\nio = \"epoll\"\n{SERVER}"
+         inactivity_timeout = \"0s\"\nshards = 3\nlatch_any_ip = true\nio = \"epoll\"\n\
+         batch_wait = \"0ms\"\n{SERVER}"
     );
     let media = Config::from_toml(&text).unwrap().media.unwrap();
     assert_eq!(media.address, Some("10.1.1.1".parse().unwrap()));
@@ -382,6 +384,7 @@ fn media_keys_are_read_and_checked() {
     assert_eq!(media.inactivity_timeout, None, "0s turns it off");
     assert!(media.latch_any_ip);
     assert_eq!(media.io, RelayIo::Epoll);
+    assert_eq!(media.batch_wait, Duration::ZERO, "0ms: never waits");
 
     let off = Config::from_toml(&format!("[media]\nenabled = false\n{SERVER}")).unwrap();
     assert_eq!(off.media, None);
@@ -393,6 +396,7 @@ fn media_keys_are_read_and_checked() {
         ("port_min = 40100\nport_max = 40000", "media.port_min"),
         ("inactivity_timeout = \"soon\"", "media.inactivity_timeout"),
         ("io = \"poll\"", "media.io"),
+        ("batch_wait = \"-1ms\"", "media.batch_wait"),
     ] {
         let error = rejection(&format!("[media]\n{table}\n{SERVER}"));
         assert!(error.starts_with(key), "{table}: {error}");

@@ -1,6 +1,7 @@
 //! The shard's loop with [`RelayIo::IoUring`](crate::RelayIo::IoUring): every relay socket has
 //! one multishot receive in the ring, every datagram is relayed from the buffer it arrived in,
-//! and one `io_uring_enter` per round submits the sends and waits for what comes next.
+//! and one `io_uring_enter` per round submits the sends and waits for what comes next (a busy
+//! shard waits to gather several datagrams, `crate::gather`).
 //!
 //! Sockets: the streams log every side they bind or close ([`Streams::logged`]); after each
 //! command the loop arms the new sockets and cancels the closed ones, and waits for those
@@ -10,6 +11,7 @@
 use super::{relay_packet, Shard};
 use crate::counters::RelayTotals;
 use crate::flow::Port;
+use crate::gather::{Gather, GATHER_COUNT};
 use crate::stream::SocketChange;
 use crate::uring::{target, untarget, Completion, Ring, Sender};
 use mio::Events;
@@ -44,6 +46,8 @@ struct UringState {
     wake_armed: bool,
     /// Reused for each round's completions.
     completions: Vec<Completion>,
+    /// Whether the next wait gathers datagrams.
+    gather: Gather,
 }
 
 impl Shard {
@@ -58,6 +62,7 @@ impl Shard {
             woken: false,
             wake_armed: false,
             completions: Vec::with_capacity(1024),
+            gather: Gather::new(self.batch_wait, Instant::now()),
         };
         let mut events = Events::with_capacity(8);
         // `Shard::run` armed the command poll before handing the ring over.
@@ -74,7 +79,13 @@ impl Shard {
                         .map_or(COMMAND_POLL, |t| t.min(COMMAND_POLL)),
                 ),
             };
-            if let Err(error) = state.ring.submit_and_wait(timeout) {
+            let waited = match state.gather.wait().filter(|_| !state.woken) {
+                Some(gather) => state
+                    .ring
+                    .submit_and_gather(GATHER_COUNT, timeout.map_or(gather, |t| t.min(gather))),
+                None => state.ring.submit_and_wait(timeout),
+            };
+            if let Err(error) = waited {
                 tracing::error!(%error, "relay shard's ring failed; stopping");
                 break;
             }
@@ -247,6 +258,7 @@ impl Shard {
             }
         }
         state.completions = completions;
+        state.gather.note(now, totals.packets_received);
         totals.recv_batches = u64::from(totals.packets_received > 0);
         self.counters.add(&totals);
     }
