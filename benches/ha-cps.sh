@@ -16,7 +16,7 @@
 #   call and capacity against the first setup: the steadier estimate of the cps ratio), PIN (1: the active
 #   proxy alone on the last CPU, its standby and both SIPp ends on the others), PEER_NICE (the
 #   standby's nice value, -10: it outranks SIPp on their shared CPU), HA_SETTINGS (more lines for
-#   both Tandems' [ha] section, e.g. 'sync_batch = "0ms"'), BENCH_PORT_BASE
+#   both Tandems' [ha] section, e.g. 'batch_window = "0ms"'), BENCH_PORT_BASE
 #   (62000), BENCH_DIR (target/ha-cps), TANDEM_BIN, TANDEMCTL_BIN.
 #
 # What it does, per setup: SIPp caller (tests/scenarios/uac_load.xml: INVITE, 200, ACK, 1 s call,
