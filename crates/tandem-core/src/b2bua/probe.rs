@@ -8,11 +8,6 @@ use std::time::Instant;
 use tandem_sip::{HeaderName, Message, Method, RequestBuilder};
 
 impl Core {
-    /// Whether this node probes the media servers itself.
-    pub fn probing(&self) -> bool {
-        self.probing
-    }
-
     /// Starts or stops the OPTIONS probes of the media servers. A standby stops them: they would
     /// leave from the service address, whose answers reach the active node, so every server would
     /// look down to the standby; it takes the active node's verdicts instead
