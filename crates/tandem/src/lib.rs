@@ -165,17 +165,12 @@ pub async fn run(
     let (link_events_tx, link_events) = mpsc::channel(LINK_EVENT_QUEUE);
     let ha = match &config.ha {
         Some(settings) => Some(
-            ha::HaNode::start(settings.clone(), link_events_tx)
+            ha::HaNode::start(settings.clone(), link_events_tx, &mut core)
                 .await
                 .context("cannot start the replication link")?,
         ),
         None => None,
     };
-    if ha.is_some() {
-        // The node starts as standby: the active node probes the media servers, this one shows
-        // what the active sees (Core::set_probing).
-        core.set_probing(now(), false);
-    }
 
     let (inbound_tx, inbound) = mpsc::channel(INBOUND_QUEUE);
     let (admin_tx, admin_requests) = mpsc::channel(ADMIN_QUEUE);

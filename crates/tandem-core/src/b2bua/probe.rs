@@ -33,10 +33,7 @@ impl Core {
     /// node's: a standby shows the media servers as its active node sees them.
     pub fn adopt_server_health(&mut self, servers: &[(String, bool)]) {
         for (name, up) in servers {
-            let Some(server) = self.pool.index_of_name(name) else {
-                continue;
-            };
-            if self.pool.server(server).up != *up {
+            if let Some(server) = self.pool.index_of_name(name) {
                 self.pool.set_up(server, *up);
             }
         }

@@ -62,10 +62,12 @@ pub struct HaNode {
 }
 
 impl HaNode {
-    /// Starts the link (its server listens at once) and the role machine, as standby.
+    /// Starts the link (its server listens at once) and the role machine, as standby: `core`
+    /// stops probing the media servers (the active node probes them; see `Core::set_probing`).
     pub async fn start(
         settings: HaSettings,
         events: mpsc::Sender<LinkEvent>,
+        core: &mut Core,
     ) -> anyhow::Result<HaNode> {
         let link = LinkHandle::start(
             LinkConfig {
@@ -98,6 +100,7 @@ impl HaNode {
                 warn!(%error, "could not release the service address at start");
             }
         }
+        core.set_probing(now(), false);
         let node = HaNode {
             settings,
             role,
