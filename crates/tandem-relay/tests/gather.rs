@@ -12,6 +12,8 @@ use tandem_relay::{RelayConfig, RelayIo};
 /// Datagrams a second, and in all.
 const RATE: u32 = 50_000;
 const TOTAL: u32 = 10_000;
+/// The receiving test socket's buffer (capped by `net.core.rmem_max`).
+const RECEIVE_BUFFER: usize = 4 << 20;
 
 /// Relays `TOTAL` packets sent at `RATE` through a
 /// one-shard relay; returns the mean datagrams per receive round.
@@ -19,6 +21,11 @@ fn mean_round(config: RelayConfig, base: u16, call: u64) -> f64 {
     let relay = Harness::start(config);
     let (caller, server) = (Peer::local(base + 10), Peer::local(base + 12));
     relay.apply(simple_plan(call, base));
+    // Room for the bursts a busy relay sends while this test's receiving thread waits for a CPU
+    // (the default buffer holds a few hundred datagrams: a few milliseconds at this rate).
+    socket2::SockRef::from(&server.rtp)
+        .set_recv_buffer_size(RECEIVE_BUFFER)
+        .unwrap();
     let receiver = std::thread::spawn(move || {
         let mut got = 0;
         while got < TOTAL && recv_within(&server.rtp, Duration::from_secs(2)).is_some() {
@@ -39,7 +46,13 @@ fn mean_round(config: RelayConfig, base: u16, call: u64) -> f64 {
         sent = sent.max(due.min(TOTAL));
         std::thread::sleep(Duration::from_micros(100));
     }
-    assert_eq!(receiver.join().unwrap(), TOTAL, "every datagram relayed");
+    let received = receiver.join().unwrap();
+    assert_eq!(
+        received,
+        TOTAL,
+        "every datagram relayed; the relay's totals: {:?}",
+        relay.relay.totals()
+    );
     let totals = relay.totals_until(|t| t.packets_relayed == u64::from(TOTAL));
     assert_eq!(totals.packets_received, u64::from(TOTAL));
     totals.packets_received as f64 / totals.recv_batches.max(1) as f64
